@@ -1,0 +1,258 @@
+//! `sovra`: the command-line interface.
+//!
+//! Offline commands work on files alone: `sovra topology check` validates an inventory,
+//! `sovra topology import-slurm` converts a Slurm cluster description, and `sovra place` dry-runs
+//! the placement pipeline for a job file on an idle cluster and explains the decision.
+//!
+//! Exit codes (documented in `docs/cli.md`): 0 success, 1 runtime error (e.g. a file cannot be
+//! read), 2 bad usage or invalid input (inventory, job file), 3 the job cannot be placed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sovra_fabric::topology::Level;
+use sovra_fabric::{GpuTake, Topology};
+use sovra_scheduler::core::job::JobId;
+use sovra_scheduler::core::placement::{self, ClusterView, Outcome, PolicyConfig};
+use sovra_scheduler::core::state::StateMachine;
+
+mod report;
+
+/// Exit code: bad usage or invalid input.
+const EXIT_INVALID: u8 = 2;
+/// Exit code: runtime error.
+const EXIT_RUNTIME: u8 = 1;
+/// Exit code: the job cannot be placed.
+const EXIT_UNSCHEDULABLE: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "sovra",
+    version,
+    about = "sovra: sovereign GPU cluster scheduler"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and validate topologies.
+    #[command(subcommand)]
+    Topology(TopologyCommand),
+    /// Dry-run placement of a job file on an idle cluster and explain the decision.
+    Place {
+        /// Inventory TOML.
+        #[arg(long)]
+        inventory: PathBuf,
+        /// Job file TOML.
+        #[arg(long)]
+        job: PathBuf,
+        /// Placement seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopologyCommand {
+    /// Validate an inventory and print a summary.
+    Check {
+        /// Inventory TOML.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert slurm.conf (+ topology.conf, gres.conf) and print a summary.
+    ImportSlurm {
+        /// slurm.conf.
+        #[arg(long = "slurm-conf")]
+        slurm_conf: PathBuf,
+        /// topology.conf (tree or block).
+        #[arg(long = "topology-conf")]
+        topology_conf: Option<PathBuf>,
+        /// gres.conf.
+        #[arg(long = "gres-conf")]
+        gres_conf: Option<PathBuf>,
+        /// Jurisdiction of the site (Slurm has no such notion).
+        #[arg(long)]
+        jurisdiction: String,
+        /// Site name (default: ClusterName).
+        #[arg(long)]
+        site: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An error with its exit code.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn invalid(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_INVALID,
+        error: error.into(),
+    }
+}
+
+fn runtime(error: anyhow::Error) -> Failure {
+    Failure {
+        code: EXIT_RUNTIME,
+        error,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("sovra: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(runtime)
+}
+
+fn load_topology(path: &Path) -> Result<Topology, Failure> {
+    let text = read(path)?;
+    sovra_fabric::inventory::load_inventory(&text)
+        .map_err(|e| invalid(anyhow::anyhow!("{}: {e}", path.display())))
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Topology(TopologyCommand::Check { file, json }) => {
+            let topology = load_topology(&file)?;
+            report::print_topology(&topology, json);
+            Ok(0)
+        }
+        Command::Topology(TopologyCommand::ImportSlurm {
+            slurm_conf,
+            topology_conf,
+            gres_conf,
+            jurisdiction,
+            site,
+            json,
+        }) => {
+            let topology = report::import_slurm(
+                &slurm_conf,
+                topology_conf.as_deref(),
+                gres_conf.as_deref(),
+                &jurisdiction,
+                site,
+            )?;
+            report::print_topology(&topology, json);
+            Ok(0)
+        }
+        Command::Place {
+            inventory,
+            job,
+            seed,
+            json,
+        } => {
+            let topology = load_topology(&inventory)?;
+            let text = read(&job)?;
+            let spec = sovra_scheduler::jobfile::parse_job(&text)
+                .map_err(|e| invalid(anyhow::anyhow!("{}: {e}", job.display())))?;
+            let sm = StateMachine::with_all_nodes_up(topology, PolicyConfig::default());
+            let view: ClusterView<'_> = sm.view();
+            let placed = placement::place(view, sm.policy(), JobId(1), &spec, seed);
+            let topology = sm.topology();
+            match &placed.outcome {
+                Outcome::Placed(plan) => {
+                    if json {
+                        let members: Vec<serde_json::Value> = plan
+                            .members
+                            .iter()
+                            .map(|m| {
+                                let node = topology.node(m.node);
+                                serde_json::json!({
+                                    "node": node.name,
+                                    "site": topology.site(node.site).name,
+                                    "jurisdiction": topology.site_jurisdiction(node.site).as_str(),
+                                    "leaf": topology.subtree_name(Level::Leaf, topology.subtree_of(Level::Leaf, m.node)),
+                                    "gpus": gpu_text(m.take.gpus),
+                                })
+                            })
+                            .collect();
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "placed": true,
+                                "seed": plan.seed,
+                                "members": members,
+                                "explanation": placed.explanation.to_string(),
+                            })
+                        );
+                    } else {
+                        for (rank, m) in plan.members.iter().enumerate() {
+                            let node = topology.node(m.node);
+                            println!(
+                                "member {rank}: node {} site {} ({}) gpus {}",
+                                node.name,
+                                topology.site(node.site).name,
+                                topology.site_jurisdiction(node.site),
+                                gpu_text(m.take.gpus)
+                            );
+                        }
+                        print!("{}", placed.explanation);
+                    }
+                    Ok(0)
+                }
+                Outcome::Unschedulable(why) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "placed": false,
+                                "reason": why.reason.code(),
+                                "message": why.message,
+                                "explanation": placed.explanation.to_string(),
+                            })
+                        );
+                    } else {
+                        println!("pending: {} ({})", why.reason, why.message);
+                        print!("{}", placed.explanation);
+                    }
+                    Ok(EXIT_UNSCHEDULABLE)
+                }
+            }
+        }
+    }
+}
+
+fn gpu_text(gpus: GpuTake) -> String {
+    match gpus {
+        GpuTake::None => "none".into(),
+        GpuTake::Whole { mask } => {
+            let idx: Vec<String> = (0..32)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| i.to_string())
+                .collect();
+            idx.join(",")
+        }
+        GpuTake::Milli { local, milli } => format!("{local}@{milli}m"),
+        GpuTake::Mig {
+            local,
+            compute,
+            memory,
+        } => format!("{local}:mig({compute}c,{memory}m)"),
+    }
+}

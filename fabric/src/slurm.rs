@@ -1,0 +1,1 @@
+//! Slurm import (in progress).

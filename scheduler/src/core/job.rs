@@ -1,0 +1,265 @@
+//! The job model: who asks, where they may run, and what they need.
+//!
+//! A [`JobSpec`] is what a user submits. Its allowed jurisdictions are a hard, fail-closed
+//! constraint: an empty set, or a set of codes no site belongs to, places nothing.
+//! [`JobSpec::validate`] rejects malformed specs with a one-line message before they reach the
+//! state machine.
+
+use std::fmt;
+
+use sovra_fabric::{Jurisdiction, Level};
+
+/// Most members of one gang (or replicas of one service).
+pub const MEMBERS_MAX: u32 = 16_384;
+/// Longest job name.
+pub const NAME_LEN_MAX: usize = 256;
+
+/// A job's id, assigned by the state machine at submit, dense and increasing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// GPUs one member (task, gang member or replica) needs on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GpuRequest {
+    /// CPU only.
+    None,
+    /// Whole GPUs, all on one node.
+    Whole(u32),
+    /// A share of one GPU in milli-GPU, 1..=999.
+    Milli(u32),
+    /// One MIG instance of the named profile (`1g.10gb`).
+    Mig(String),
+}
+
+impl GpuRequest {
+    /// GPU demand in milli-GPU (MIG counts as 0: it uses dedicated MIG-mode GPUs).
+    pub fn milli(&self) -> u64 {
+        match self {
+            GpuRequest::None | GpuRequest::Mig(_) => 0,
+            GpuRequest::Whole(n) => *n as u64 * 1000,
+            GpuRequest::Milli(m) => *m as u64,
+        }
+    }
+}
+
+/// Whether a topology rule must hold or is only a preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Affinity {
+    /// Never violated: the job waits instead.
+    Required,
+    /// Tried first; the placement widens level by level when it cannot hold.
+    Preferred,
+}
+
+/// Where a gang's members must (or should) be, relative to each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TopologyRule {
+    /// The level all members share; `None` is "any": no requirement, locality still preferred,
+    /// and the gang may span sites.
+    pub level: Option<Level>,
+    /// Required or preferred.
+    pub affinity: Affinity,
+}
+
+impl Default for TopologyRule {
+    fn default() -> TopologyRule {
+        TopologyRule {
+            level: Some(Level::Leaf),
+            affinity: Affinity::Preferred,
+        }
+    }
+}
+
+/// A training gang: `members × gpus_per_member` whole GPUs, all or nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GangSpec {
+    /// Members (ranks), each on one node.
+    pub members: u32,
+    /// Whole GPUs per member.
+    pub gpus_per_member: u32,
+    /// Topology requirement.
+    pub topology: TopologyRule,
+    /// Largest RTT allowed between any two members; required for a preferred gang to span
+    /// sites, and a bound on any gang that sets it.
+    pub max_rtt_ns: Option<u64>,
+}
+
+/// A latency objective to a named ingress site.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LatencySlo {
+    /// The site clients arrive at.
+    pub ingress_site: String,
+    /// Largest RTT from the ingress site to a replica.
+    pub max_rtt_ns: u64,
+}
+
+/// An inference service: `replicas × gpus`, spread across failure domains.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InferenceSpec {
+    /// Replicas.
+    pub replicas: u32,
+    /// GPUs per replica.
+    pub gpus: GpuRequest,
+    /// Latency objective.
+    pub slo: Option<LatencySlo>,
+    /// Failure-domain level to spread across (replicas also prefer distinct nodes).
+    pub spread: Level,
+}
+
+/// What a job runs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Workload {
+    /// One task on one node (a Slurm batch step, an OpenB pod).
+    Batch {
+        /// GPUs of the task.
+        gpus: GpuRequest,
+    },
+    /// A training gang.
+    Gang(GangSpec),
+    /// An inference service.
+    Inference(InferenceSpec),
+}
+
+/// A job as submitted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JobSpec {
+    /// Human name.
+    pub name: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Higher runs first.
+    pub priority: u32,
+    /// Jurisdictions the job, its data and its metadata may be in. Empty places nothing.
+    pub jurisdictions: Vec<Jurisdiction>,
+    /// Allowed GPU models (case-insensitive); empty allows any.
+    pub gpu_models: Vec<String>,
+    /// CPU per member.
+    pub cpu_milli: u64,
+    /// Memory per member.
+    pub memory_mib: u64,
+    /// Wall-clock limit; `None` is unlimited.
+    pub time_limit_ms: Option<u64>,
+    /// The workload.
+    pub workload: Workload,
+}
+
+impl JobSpec {
+    /// Number of members (tasks, gang members or replicas).
+    pub fn member_count(&self) -> u32 {
+        match &self.workload {
+            Workload::Batch { .. } => 1,
+            Workload::Gang(g) => g.members,
+            Workload::Inference(s) => s.replicas,
+        }
+    }
+
+    /// GPUs one member needs.
+    pub fn member_gpus(&self) -> GpuRequest {
+        match &self.workload {
+            Workload::Batch { gpus } => gpus.clone(),
+            Workload::Gang(g) => GpuRequest::Whole(g.gpus_per_member),
+            Workload::Inference(s) => s.gpus.clone(),
+        }
+    }
+
+    /// Total GPU demand in milli-GPU.
+    pub fn total_milli(&self) -> u64 {
+        self.member_gpus().milli() * self.member_count() as u64
+    }
+
+    /// Checks the spec is well-formed. The error is one line, lower case.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tenant.is_empty() {
+            return Err("job has no tenant".into());
+        }
+        if self.name.len() > NAME_LEN_MAX {
+            return Err(format!("job name longer than {NAME_LEN_MAX} bytes"));
+        }
+        if self.name.chars().any(|c| c.is_control()) {
+            return Err("job name contains control characters".into());
+        }
+        if self.jurisdictions.is_empty() {
+            return Err("job allows no jurisdiction: set at least one (e.g. \"AU\")".into());
+        }
+        validate_gpus(&self.member_gpus())?;
+        match &self.workload {
+            Workload::Batch { .. } => {}
+            Workload::Gang(g) => {
+                if g.members == 0 || g.members > MEMBERS_MAX {
+                    return Err(format!("gang members must be 1..={MEMBERS_MAX}"));
+                }
+                if g.max_rtt_ns == Some(0) {
+                    return Err("gang max rtt must be positive".into());
+                }
+            }
+            Workload::Inference(s) => {
+                if s.replicas == 0 || s.replicas > MEMBERS_MAX {
+                    return Err(format!("inference replicas must be 1..={MEMBERS_MAX}"));
+                }
+                if let Some(slo) = &s.slo {
+                    if slo.ingress_site.is_empty() {
+                        return Err("latency slo names no ingress site".into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_gpus(gpus: &GpuRequest) -> Result<(), String> {
+    match gpus {
+        GpuRequest::None => Ok(()),
+        GpuRequest::Whole(n) => {
+            if *n == 0 || *n as usize > sovra_fabric::topology::GPUS_PER_NODE_MAX {
+                return Err(format!(
+                    "whole gpus per member must be 1..={}",
+                    sovra_fabric::topology::GPUS_PER_NODE_MAX
+                ));
+            }
+            Ok(())
+        }
+        GpuRequest::Milli(m) => {
+            if *m == 0 || *m >= 1000 {
+                return Err(format!(
+                    "gpu share must be 1..=999 milli-gpu, got {m} (use whole gpus for 1000)"
+                ));
+            }
+            Ok(())
+        }
+        GpuRequest::Mig(profile) => parse_mig_profile(profile).map(|_| ()),
+    }
+}
+
+/// Parses `Ng.Mgb` or `Cc.Ng.Mgb` into (gpu-instance slices, memory GB).
+pub fn parse_mig_profile(profile: &str) -> Result<(u8, u32), String> {
+    let bad = || format!("invalid mig profile {profile:?}: expected e.g. \"1g.10gb\"");
+    let mut parts: Vec<&str> = profile.split('.').collect();
+    if parts.len() == 3 {
+        let c = parts.remove(0);
+        if !c.ends_with('c') || c[..c.len() - 1].parse::<u8>().is_err() {
+            return Err(bad());
+        }
+    }
+    if parts.len() != 2 {
+        return Err(bad());
+    }
+    let g = parts[0]
+        .strip_suffix('g')
+        .and_then(|x| x.parse::<u8>().ok())
+        .ok_or_else(bad)?;
+    let m = parts[1]
+        .strip_suffix("gb")
+        .and_then(|x| x.parse::<u32>().ok())
+        .ok_or_else(bad)?;
+    if g == 0 || g > 7 || m == 0 {
+        return Err(bad());
+    }
+    Ok((g, m))
+}

@@ -1,0 +1,895 @@
+//! The replicated state machine: `apply(entry)` is a deterministic function of
+//! `(state, entry)`.
+//!
+//! Every replica applies the same committed entries in the same order and reaches the same
+//! state, byte for byte ([`StateMachine::state_hash`]). Scheduling is split in two, as in
+//! Nomad: the leader calls [`StateMachine::plan_pass`] against its committed state, which
+//! returns one [`Command::SchedulePass`] holding every plan and deferral of the pass; that
+//! command goes through the log, and `apply` re-checks each plan against the state at apply
+//! time, rejecting stale plans (the job stays pending with reason `StalePlan`).
+//!
+//! Pending jobs wait in a priority queue (priority, then submit order). A pending job is
+//! retried only when capacity may have grown since its last attempt (the capacity epoch moved:
+//! a job ended, a node came up, an RTT changed), so an idle cluster does no work.
+//!
+//! Sovereignty: a state machine governs one scope of jurisdictions. It holds only the sites of
+//! that scope and the jobs allowed there, and no command needs another scope's data to apply.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use sovra_fabric::{Jurisdiction, JurisdictionMask, Ledger, NodeId, Topology};
+
+use crate::core::job::{JobId, JobSpec};
+use crate::core::placement::{
+    self, ClusterView, Explanation, Outcome, PendingReason, Plan, PolicyConfig, Unschedulable,
+};
+use crate::core::rng::placement_seed;
+
+/// Most jobs one state machine holds (pending, running and finished-but-retained).
+pub const JOBS_MAX: usize = 1_000_000;
+/// Most plans in one scheduling pass.
+pub const PASS_PLANS_MAX: usize = 4_096;
+/// Times a job is requeued after node failures before it fails with `NodeFail`.
+pub const REQUEUE_MAX: u32 = 3;
+
+/// Lifecycle of a job (Slurm's states where they mean the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JobState {
+    /// Waiting for resources (reason kept in the record).
+    Pending,
+    /// Resources allocated; the agent has not reported it running.
+    Placed,
+    /// Running.
+    Running,
+    /// Exited 0.
+    Completed,
+    /// Exited non-zero or failed to launch.
+    Failed,
+    /// Cancelled by a user or an operator.
+    Cancelled,
+    /// Hit its time limit.
+    Timeout,
+    /// Lost to node failures more than [`REQUEUE_MAX`] times.
+    NodeFail,
+    /// Killed by the memory limit.
+    OutOfMemory,
+}
+
+impl JobState {
+    /// Slurm's compact state code (`squeue %t`).
+    pub fn code(self) -> &'static str {
+        match self {
+            JobState::Pending => "PD",
+            JobState::Placed => "CF",
+            JobState::Running => "R",
+            JobState::Completed => "CD",
+            JobState::Failed => "F",
+            JobState::Cancelled => "CA",
+            JobState::Timeout => "TO",
+            JobState::NodeFail => "NF",
+            JobState::OutOfMemory => "OOM",
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            JobState::Pending | JobState::Placed | JobState::Running
+        )
+    }
+
+    /// Whether the job holds resources.
+    pub fn holds_resources(self) -> bool {
+        matches!(self, JobState::Placed | JobState::Running)
+    }
+}
+
+/// How a running job ended, as reported by its agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// Exit code 0.
+    Completed,
+    /// Non-zero exit code (or signal as 128+n).
+    Failed(i32),
+    /// Killed by the cgroup memory limit.
+    OutOfMemory,
+}
+
+/// Operational state of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// Declared but its agent has not registered yet.
+    Unknown,
+    /// Up and schedulable.
+    Up,
+    /// Up; running jobs continue, nothing new is placed.
+    Drained,
+    /// Down: its jobs were requeued or failed.
+    Down,
+}
+
+/// A state-machine command. Each is carried in one log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// An agent registered: the node is up.
+    RegisterNode {
+        /// Node name.
+        node: String,
+    },
+    /// A new job.
+    Submit {
+        /// The job.
+        spec: JobSpec,
+    },
+    /// The leader's scheduling pass.
+    SchedulePass {
+        /// Capacity epoch the pass was planned at.
+        epoch: u64,
+        /// Plans, in queue order.
+        plans: Vec<Plan>,
+        /// Jobs that could not be placed, with why.
+        deferred: Vec<(JobId, Unschedulable)>,
+    },
+    /// The agent started the job.
+    Start {
+        /// Job.
+        job: JobId,
+    },
+    /// The job ended.
+    Finish {
+        /// Job.
+        job: JobId,
+        /// How.
+        status: ExitStatus,
+    },
+    /// Cancel a job in any live state.
+    Cancel {
+        /// Job.
+        job: JobId,
+    },
+    /// Stop placing on a node.
+    Drain {
+        /// Node.
+        node: String,
+    },
+    /// Undo a drain.
+    Resume {
+        /// Node.
+        node: String,
+    },
+    /// The node is lost: requeue (or fail) its jobs.
+    FailNode {
+        /// Node.
+        node: String,
+    },
+    /// A measured inter-site RTT.
+    SetSiteRtt {
+        /// Site.
+        a: String,
+        /// Site.
+        b: String,
+        /// RTT.
+        rtt_ns: u64,
+    },
+    /// Enforce time limits at the entry's time.
+    Tick,
+}
+
+/// A committed log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// Log index; strictly increasing.
+    pub index: u64,
+    /// Leader's clock when proposed (ms since the Unix epoch). Only used as data.
+    pub time_ms: u64,
+    /// The command.
+    pub command: Command,
+}
+
+/// What applying an entry did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing more to say.
+    Ok,
+    /// A job was accepted.
+    Submitted(JobId),
+    /// A scheduling pass: placed jobs, and plans rejected as stale.
+    Scheduled {
+        /// Jobs now placed.
+        placed: Vec<JobId>,
+        /// Jobs whose plans no longer fit.
+        stale: Vec<JobId>,
+    },
+    /// Jobs ended by the command (time limits, node failure), for the shell to kill.
+    Ended(Vec<JobId>),
+    /// The command was refused; the state is unchanged.
+    Rejected(String),
+}
+
+/// A job and everything known about it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JobRecord {
+    /// Id.
+    pub id: JobId,
+    /// As submitted.
+    pub spec: JobSpec,
+    /// Lifecycle state.
+    pub state: JobState,
+    /// Log index of the submit.
+    pub submit_index: u64,
+    /// Submit time.
+    pub submit_ms: u64,
+    /// Start time (running).
+    pub start_ms: Option<u64>,
+    /// End time.
+    pub end_ms: Option<u64>,
+    /// Current allocation.
+    pub plan: Option<Plan>,
+    /// Why pending, when pending.
+    pub reason: Option<Unschedulable>,
+    /// Capacity epoch of the last placement attempt.
+    pub tried_epoch: Option<u64>,
+    /// Requeues after node failures.
+    pub restarts: u32,
+    /// Exit code when ended by the job itself.
+    pub exit_code: Option<i32>,
+}
+
+/// Bounded priority queue of pending jobs: priority (high first), then submit order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PendingQueue {
+    set: BTreeSet<(Reverse<u32>, u64, JobId)>,
+}
+
+impl PendingQueue {
+    fn insert(&mut self, priority: u32, seq: u64, job: JobId) {
+        assert!(self.set.len() < JOBS_MAX);
+        assert!(
+            self.set.insert((Reverse(priority), seq, job)),
+            "job {job} queued twice"
+        );
+    }
+
+    fn remove(&mut self, priority: u32, seq: u64, job: JobId) {
+        assert!(
+            self.set.remove(&(Reverse(priority), seq, job)),
+            "job {job} not queued"
+        );
+    }
+
+    /// Jobs in scheduling order.
+    pub fn iter(&self) -> impl Iterator<Item = JobId> + '_ {
+        self.set.iter().map(|&(_, _, j)| j)
+    }
+
+    /// Number of pending jobs.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+/// The replicated scheduler state. See the module docs.
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    pub(crate) topology: Topology,
+    pub(crate) ledger: Ledger,
+    pub(crate) scope: Vec<Jurisdiction>,
+    pub(crate) nodes: Vec<NodeState>,
+    pub(crate) jobs: BTreeMap<JobId, JobRecord>,
+    pub(crate) queue: PendingQueue,
+    pub(crate) next_job: u64,
+    pub(crate) applied_index: u64,
+    pub(crate) epoch: u64,
+    pub(crate) policy: PolicyConfig,
+}
+
+/// Why a state machine cannot be made for a topology and scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopeError(pub String);
+
+impl std::error::Error for ScopeError {}
+
+impl std::fmt::Display for ScopeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StateMachine {
+    /// A state machine for `topology`, governing the jurisdictions in `scope` (every site of
+    /// the topology must be in scope: a group never holds a foreign site). Nodes start
+    /// [`NodeState::Unknown`] until their agents register.
+    pub fn new(
+        topology: Topology,
+        scope: &[Jurisdiction],
+        policy: PolicyConfig,
+    ) -> Result<StateMachine, ScopeError> {
+        let mask = topology.jurisdiction_mask(scope);
+        for site in topology.sites() {
+            if !mask.contains(site.jurisdiction) {
+                return Err(ScopeError(format!(
+                    "site {} is in jurisdiction {}, outside this group's scope",
+                    site.name,
+                    topology.jurisdictions()[site.jurisdiction as usize]
+                )));
+            }
+        }
+        let mut ledger = Ledger::new(&topology);
+        for i in 0..topology.nodes().len() {
+            ledger.set_schedulable(&topology, NodeId::from_idx(i), false);
+        }
+        let mut scope: Vec<Jurisdiction> = scope.to_vec();
+        scope.sort_unstable();
+        scope.dedup();
+        Ok(StateMachine {
+            nodes: vec![NodeState::Unknown; topology.nodes().len()],
+            topology,
+            ledger,
+            scope,
+            jobs: BTreeMap::new(),
+            queue: PendingQueue::default(),
+            next_job: 1,
+            applied_index: 0,
+            epoch: 0,
+            policy,
+        })
+    }
+
+    /// A state machine whose scope is every jurisdiction of the topology and whose nodes are
+    /// all up: for the simulator, benchmarks and tests.
+    pub fn with_all_nodes_up(topology: Topology, policy: PolicyConfig) -> StateMachine {
+        let scope = topology.jurisdictions().to_vec();
+        let mut sm = StateMachine::new(topology, &scope, policy).expect("full scope");
+        for i in 0..sm.nodes.len() {
+            sm.set_node_state(NodeId::from_idx(i), NodeState::Up);
+        }
+        sm.epoch = 1;
+        sm
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Free capacity.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The placement view of the committed state.
+    pub fn view(&self) -> ClusterView<'_> {
+        ClusterView {
+            topology: &self.topology,
+            ledger: &self.ledger,
+        }
+    }
+
+    /// Policy in force.
+    pub fn policy(&self) -> &PolicyConfig {
+        &self.policy
+    }
+
+    /// Jurisdictions this state machine governs.
+    pub fn scope(&self) -> &[Jurisdiction] {
+        &self.scope
+    }
+
+    /// A job.
+    pub fn job(&self, id: JobId) -> Option<&JobRecord> {
+        self.jobs.get(&id)
+    }
+
+    /// All jobs, by id.
+    pub fn jobs(&self) -> impl Iterator<Item = &JobRecord> {
+        self.jobs.values()
+    }
+
+    /// Pending jobs in scheduling order.
+    pub fn pending(&self) -> &PendingQueue {
+        &self.queue
+    }
+
+    /// A node's state.
+    pub fn node_state(&self, node: NodeId) -> NodeState {
+        self.nodes[node.idx()]
+    }
+
+    /// Index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Capacity epoch: bumps whenever capacity may have grown.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn set_node_state(&mut self, node: NodeId, state: NodeState) {
+        self.nodes[node.idx()] = state;
+        self.ledger
+            .set_schedulable(&self.topology, node, state == NodeState::Up);
+    }
+
+    fn node_named(&self, name: &str) -> Result<NodeId, String> {
+        self.topology
+            .node_by_name(name)
+            .ok_or_else(|| format!("unknown node {name:?}"))
+    }
+
+    /// Applies one committed entry.
+    pub fn apply(&mut self, entry: &Entry) -> Applied {
+        assert!(
+            entry.index > self.applied_index,
+            "entry {} applied after {}",
+            entry.index,
+            self.applied_index
+        );
+        self.applied_index = entry.index;
+        let now = entry.time_ms;
+        let applied = match &entry.command {
+            Command::RegisterNode { node } => match self.node_named(node) {
+                Err(e) => Applied::Rejected(e),
+                Ok(id) => {
+                    if self.nodes[id.idx()] != NodeState::Up {
+                        if self.nodes[id.idx()] != NodeState::Drained {
+                            self.set_node_state(id, NodeState::Up);
+                        }
+                        self.epoch += 1;
+                    }
+                    Applied::Ok
+                }
+            },
+            Command::Submit { spec } => self.apply_submit(entry, spec),
+            Command::SchedulePass {
+                epoch,
+                plans,
+                deferred,
+            } => self.apply_pass(*epoch, plans, deferred),
+            Command::Start { job } => match self.jobs.get_mut(job) {
+                Some(r) if r.state == JobState::Placed => {
+                    r.state = JobState::Running;
+                    r.start_ms = Some(now);
+                    Applied::Ok
+                }
+                Some(r) => Applied::Rejected(format!("job {job} is {:?}, not placed", r.state)),
+                None => Applied::Rejected(format!("unknown job {job}")),
+            },
+            Command::Finish { job, status } => {
+                let state = match status {
+                    ExitStatus::Completed => JobState::Completed,
+                    ExitStatus::Failed(_) => JobState::Failed,
+                    ExitStatus::OutOfMemory => JobState::OutOfMemory,
+                };
+                match self.jobs.get(job).map(|r| r.state) {
+                    Some(JobState::Running | JobState::Placed) => {
+                        self.end_job(*job, state, now);
+                        let r = self.jobs.get_mut(job).expect("present");
+                        r.exit_code = match status {
+                            ExitStatus::Completed => Some(0),
+                            ExitStatus::Failed(code) => Some(*code),
+                            ExitStatus::OutOfMemory => None,
+                        };
+                        Applied::Ok
+                    }
+                    Some(s) => Applied::Rejected(format!("job {job} is {s:?}, not running")),
+                    None => Applied::Rejected(format!("unknown job {job}")),
+                }
+            }
+            Command::Cancel { job } => match self.jobs.get(job).map(|r| r.state) {
+                Some(s) if !s.is_terminal() => {
+                    self.end_job(*job, JobState::Cancelled, now);
+                    Applied::Ok
+                }
+                Some(s) => Applied::Rejected(format!("job {job} already ended ({s:?})")),
+                None => Applied::Rejected(format!("unknown job {job}")),
+            },
+            Command::Drain { node } => match self.node_named(node) {
+                Err(e) => Applied::Rejected(e),
+                Ok(id) => {
+                    if self.nodes[id.idx()] == NodeState::Down {
+                        return Applied::Rejected(format!("node {node} is down"));
+                    }
+                    self.set_node_state(id, NodeState::Drained);
+                    Applied::Ok
+                }
+            },
+            Command::Resume { node } => match self.node_named(node) {
+                Err(e) => Applied::Rejected(e),
+                Ok(id) => {
+                    if self.nodes[id.idx()] != NodeState::Drained {
+                        return Applied::Rejected(format!("node {node} is not drained"));
+                    }
+                    self.set_node_state(id, NodeState::Up);
+                    self.epoch += 1;
+                    Applied::Ok
+                }
+            },
+            Command::FailNode { node } => match self.node_named(node) {
+                Err(e) => Applied::Rejected(e),
+                Ok(id) => Applied::Ended(self.fail_node(id, now)),
+            },
+            Command::SetSiteRtt { a, b, rtt_ns } => {
+                match (self.topology.site_by_name(a), self.topology.site_by_name(b)) {
+                    (Some(sa), Some(sb)) if sa != sb => {
+                        self.topology.set_site_rtt_ns(sa, sb, *rtt_ns);
+                        self.epoch += 1;
+                        Applied::Ok
+                    }
+                    (Some(_), Some(_)) => Applied::Rejected("rtt of a site to itself".into()),
+                    _ => Applied::Rejected(format!("unknown site in {a:?}-{b:?}")),
+                }
+            }
+            Command::Tick => {
+                let expired: Vec<JobId> = self
+                    .jobs
+                    .values()
+                    .filter(|r| r.state == JobState::Running)
+                    .filter(|r| match (r.start_ms, r.spec.time_limit_ms) {
+                        (Some(start), Some(limit)) => now >= start.saturating_add(limit),
+                        _ => false,
+                    })
+                    .map(|r| r.id)
+                    .collect();
+                for &job in &expired {
+                    self.end_job(job, JobState::Timeout, now);
+                }
+                Applied::Ended(expired)
+            }
+        };
+        self.check_invariants_cheap();
+        applied
+    }
+
+    fn apply_submit(&mut self, entry: &Entry, spec: &JobSpec) -> Applied {
+        if let Err(e) = spec.validate() {
+            return Applied::Rejected(e);
+        }
+        // Fail closed on jurisdiction: a job must be allowed somewhere in this group's scope.
+        if !spec.jurisdictions.iter().any(|j| self.scope.contains(j)) {
+            let asked: Vec<&str> = spec.jurisdictions.iter().map(|j| j.as_str()).collect();
+            return Applied::Rejected(format!(
+                "job allows jurisdictions [{}], none governed here",
+                asked.join(",")
+            ));
+        }
+        if self.jobs.len() >= JOBS_MAX {
+            return Applied::Rejected(format!("job table full ({JOBS_MAX} jobs)"));
+        }
+        let id = JobId(self.next_job);
+        self.next_job += 1;
+        self.jobs.insert(
+            id,
+            JobRecord {
+                id,
+                spec: spec.clone(),
+                state: JobState::Pending,
+                submit_index: entry.index,
+                submit_ms: entry.time_ms,
+                start_ms: None,
+                end_ms: None,
+                plan: None,
+                reason: None,
+                tried_epoch: None,
+                restarts: 0,
+                exit_code: None,
+            },
+        );
+        self.queue.insert(spec.priority, entry.index, id);
+        Applied::Submitted(id)
+    }
+
+    fn apply_pass(
+        &mut self,
+        epoch: u64,
+        plans: &[Plan],
+        deferred: &[(JobId, Unschedulable)],
+    ) -> Applied {
+        if plans.len() > PASS_PLANS_MAX {
+            return Applied::Rejected(format!("pass with {} plans", plans.len()));
+        }
+        let mut placed = Vec::new();
+        let mut stale = Vec::new();
+        for plan in plans {
+            match self.check_plan(plan) {
+                Ok(()) => {
+                    self.commit_plan(plan);
+                    placed.push(plan.job);
+                }
+                Err(why) => {
+                    if let Some(r) = self.jobs.get_mut(&plan.job) {
+                        if r.state == JobState::Pending {
+                            r.reason = Some(Unschedulable {
+                                reason: PendingReason::StalePlan,
+                                message: why,
+                            });
+                            r.tried_epoch = None;
+                        }
+                    }
+                    stale.push(plan.job);
+                }
+            }
+        }
+        for (job, why) in deferred {
+            if let Some(r) = self.jobs.get_mut(job) {
+                if r.state == JobState::Pending {
+                    r.reason = Some(why.clone());
+                    r.tried_epoch = Some(epoch);
+                }
+            }
+        }
+        Applied::Scheduled { placed, stale }
+    }
+
+    /// Paired check, apply side: the plan is for a pending job, has the job's shape, and every
+    /// take fits the committed ledger (taking earlier members into account).
+    fn check_plan(&self, plan: &Plan) -> Result<(), String> {
+        let Some(record) = self.jobs.get(&plan.job) else {
+            return Err(format!("unknown job {}", plan.job));
+        };
+        if record.state != JobState::Pending {
+            return Err(format!("job {} is {:?}", plan.job, record.state));
+        }
+        if plan.members.len() != record.spec.member_count() as usize {
+            return Err("plan has the wrong number of members".into());
+        }
+        let mut scratch: Vec<(NodeId, sovra_fabric::Take)> = Vec::new();
+        let mut ledger_copy: Option<Ledger> = None;
+        for slot in &plan.members {
+            if slot.node.idx() >= self.topology.nodes().len() {
+                return Err("plan names an unknown node".into());
+            }
+            if !self.slot_matches_spec(record, slot) {
+                return Err("plan does not match the job's request".into());
+            }
+            // Members sharing a node must be checked against each other: use a scratch ledger
+            // only when a node repeats (rare), keeping the common path allocation-free.
+            let repeats = scratch.iter().any(|(n, _)| *n == slot.node);
+            let ledger = if repeats {
+                let l = ledger_copy.get_or_insert_with(|| {
+                    let mut l = self.ledger.clone();
+                    for (n, t) in &scratch {
+                        l.take(&self.topology, *n, t);
+                    }
+                    l
+                });
+                &*l
+            } else {
+                ledger_copy.as_ref().unwrap_or(&self.ledger)
+            };
+            if let Err(short) = ledger.check(&self.topology, slot.node, &slot.take) {
+                return Err(format!(
+                    "node {} no longer has the {} the plan needs",
+                    self.topology.node(slot.node).name,
+                    short.name()
+                ));
+            }
+            if let Some(l) = ledger_copy.as_mut() {
+                l.take(&self.topology, slot.node, &slot.take);
+            }
+            scratch.push((slot.node, slot.take));
+        }
+        // Jurisdiction is re-checked at apply: a plan never lands outside the allowed set.
+        let mask: JurisdictionMask = self.topology.jurisdiction_mask(&record.spec.jurisdictions);
+        for slot in &plan.members {
+            let site = self.topology.node(slot.node).site;
+            if !mask.contains(self.topology.site(site).jurisdiction) {
+                return Err("plan leaves the job's allowed jurisdictions".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn slot_matches_spec(&self, record: &JobRecord, slot: &placement::MemberSlot) -> bool {
+        use crate::core::job::GpuRequest;
+        use sovra_fabric::GpuTake;
+        let spec = &record.spec;
+        if slot.take.cpu_milli != spec.cpu_milli || slot.take.memory_mib != spec.memory_mib {
+            return false;
+        }
+        match (spec.member_gpus(), slot.take.gpus) {
+            (GpuRequest::None, GpuTake::None) => true,
+            (GpuRequest::Whole(n), GpuTake::Whole { mask }) => mask.count_ones() == n,
+            (GpuRequest::Milli(m), GpuTake::Milli { milli, .. }) => milli as u32 == m,
+            (
+                GpuRequest::Mig(profile),
+                GpuTake::Mig {
+                    local,
+                    compute,
+                    memory,
+                },
+            ) => {
+                let node = self.topology.node(slot.node);
+                if local as u32 >= node.gpu_count() {
+                    return false;
+                }
+                let gpu = self.topology.gpu(self.topology.node_gpu(slot.node, local));
+                self.topology.model(gpu.model).mig_profiles.iter().any(|p| {
+                    p.name == profile && p.compute_slices == compute && p.memory_slices == memory
+                })
+            }
+            _ => false,
+        }
+    }
+
+    fn commit_plan(&mut self, plan: &Plan) {
+        for slot in &plan.members {
+            self.ledger.take(&self.topology, slot.node, &slot.take);
+        }
+        let r = self.jobs.get_mut(&plan.job).expect("checked");
+        self.queue.remove(r.spec.priority, r.submit_index, r.id);
+        r.state = JobState::Placed;
+        r.plan = Some(plan.clone());
+        r.reason = None;
+    }
+
+    fn release(&mut self, job: JobId) {
+        let r = self.jobs.get_mut(&job).expect("job exists");
+        if let Some(plan) = r.plan.take() {
+            for slot in &plan.members {
+                self.ledger.give(&self.topology, slot.node, &slot.take);
+            }
+            self.epoch += 1;
+        }
+    }
+
+    fn end_job(&mut self, job: JobId, state: JobState, now: u64) {
+        assert!(state.is_terminal());
+        let prev = self.jobs[&job].state;
+        assert!(!prev.is_terminal());
+        if prev == JobState::Pending {
+            let r = &self.jobs[&job];
+            let (p, s, id) = (r.spec.priority, r.submit_index, r.id);
+            self.queue.remove(p, s, id);
+        } else {
+            self.release(job);
+        }
+        let r = self.jobs.get_mut(&job).expect("job exists");
+        r.state = state;
+        r.end_ms = Some(now);
+        r.reason = None;
+    }
+
+    fn fail_node(&mut self, node: NodeId, now: u64) -> Vec<JobId> {
+        self.set_node_state(node, NodeState::Down);
+        let hit: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|r| r.state.holds_resources())
+            .filter(|r| {
+                r.plan
+                    .as_ref()
+                    .is_some_and(|p| p.members.iter().any(|m| m.node == node))
+            })
+            .map(|r| r.id)
+            .collect();
+        let mut ended = Vec::new();
+        for &job in &hit {
+            if self.jobs[&job].restarts >= REQUEUE_MAX {
+                self.end_job(job, JobState::NodeFail, now);
+                ended.push(job);
+                continue;
+            }
+            self.release(job);
+            let r = self.jobs.get_mut(&job).expect("job exists");
+            r.state = JobState::Pending;
+            r.restarts += 1;
+            r.start_ms = None;
+            r.tried_epoch = None;
+            let (p, s, id) = (r.spec.priority, r.submit_index, r.id);
+            self.queue.insert(p, s, id);
+            ended.push(job);
+        }
+        ended
+    }
+
+    /// Whether a scheduling pass could place anything new: some pending job has not been
+    /// tried since capacity last changed.
+    pub fn needs_pass(&self) -> bool {
+        self.queue
+            .iter()
+            .any(|j| self.jobs[&j].tried_epoch != Some(self.epoch))
+    }
+
+    /// The leader's scheduling pass over the committed state: plans for pending jobs in queue
+    /// order (each planned against the capacity left by the plans before it), and deferrals
+    /// with reasons. `None` when nothing changed since the last pass. Pure.
+    pub fn plan_pass(&self, max_plans: usize) -> Option<(Command, Vec<(JobId, Explanation)>)> {
+        if !self.needs_pass() {
+            return None;
+        }
+        let max_plans = max_plans.clamp(1, PASS_PLANS_MAX);
+        let mut ledger: Option<Ledger> = None;
+        let mut plans = Vec::new();
+        let mut deferred = Vec::new();
+        let mut explanations = Vec::new();
+        let mut blocked_ahead = false;
+        for job in self.queue.iter() {
+            if plans.len() >= max_plans {
+                break;
+            }
+            let record = &self.jobs[&job];
+            if record.tried_epoch == Some(self.epoch) {
+                blocked_ahead |= record.reason.as_ref().is_some_and(|r| {
+                    matches!(r.reason, PendingReason::Resources | PendingReason::Priority)
+                });
+                continue;
+            }
+            let view = ClusterView {
+                topology: &self.topology,
+                ledger: ledger.as_ref().unwrap_or(&self.ledger),
+            };
+            let seed = placement_seed(job.0, self.applied_index);
+            let placed = placement::place(view, &self.policy, job, &record.spec, seed);
+            match placed.outcome {
+                Outcome::Placed(plan) => {
+                    let l = ledger.get_or_insert_with(|| self.ledger.clone());
+                    for slot in &plan.members {
+                        l.take(&self.topology, slot.node, &slot.take);
+                    }
+                    plans.push(plan);
+                }
+                Outcome::Unschedulable(mut why) => {
+                    if why.reason == PendingReason::Resources && blocked_ahead {
+                        why.reason = PendingReason::Priority;
+                    }
+                    blocked_ahead |= why.reason == PendingReason::Resources;
+                    deferred.push((job, why));
+                }
+            }
+            explanations.push((job, placed.explanation));
+        }
+        Some((
+            Command::SchedulePass {
+                epoch: self.epoch,
+                plans,
+                deferred,
+            },
+            explanations,
+        ))
+    }
+
+    /// Cheap invariants checked after every apply.
+    fn check_invariants_cheap(&self) {
+        assert!(self.queue.len() <= self.jobs.len());
+        assert!(self.next_job as usize > self.jobs.len());
+    }
+
+    /// Full invariants: the ledger equals a recount from the jobs' plans, and the queue holds
+    /// exactly the pending jobs. O(cluster + jobs); for tests.
+    pub fn check_invariants(&self) {
+        self.ledger.check_invariants(&self.topology);
+        let mut fresh = Ledger::new(&self.topology);
+        for (i, &s) in self.nodes.iter().enumerate() {
+            fresh.set_schedulable(&self.topology, NodeId::from_idx(i), s == NodeState::Up);
+        }
+        for r in self.jobs.values() {
+            assert_eq!(r.plan.is_some(), r.state.holds_resources(), "job {}", r.id);
+            if let Some(plan) = &r.plan {
+                for slot in &plan.members {
+                    fresh.take(&self.topology, slot.node, &slot.take);
+                }
+            }
+        }
+        assert!(
+            fresh == self.ledger,
+            "ledger differs from a recount of the allocations"
+        );
+        let pending: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|r| r.state == JobState::Pending)
+            .map(|r| r.id)
+            .collect();
+        let mut queued: Vec<JobId> = self.queue.iter().collect();
+        queued.sort_unstable();
+        assert_eq!(pending, queued);
+    }
+}
