@@ -99,10 +99,15 @@ pub struct Measurement {
     pub samples: usize,
     /// Timed placements that produced a plan.
     pub placed: usize,
-    /// Latency of `place()`.
+    /// Latency of `place()`, all samples.
     pub summary: Summary,
+    /// Latency of the samples that were placed, and of those that were not, when the case
+    /// has both (the two paths cost very differently).
+    pub split: Option<(Summary, Summary)>,
     /// Mean of the explanation's `nodes_evaluated` (nodes the feasibility stage examined).
     pub nodes_evaluated_mean: f64,
+    /// The message of the first sample that was not placed, if any.
+    pub unschedulable_first: Option<String>,
 }
 
 impl Measurement {
@@ -116,7 +121,10 @@ impl Measurement {
 pub fn job(case: Case, topology: &Topology, seed: u64) -> JobSpec {
     let parameter = rng::tie(seed, PARAMETER_SALT);
     let all_jurisdictions = topology.jurisdictions().to_vec();
-    assert!(!all_jurisdictions.is_empty(), "topology without jurisdictions");
+    assert!(
+        !all_jurisdictions.is_empty(),
+        "topology without jurisdictions"
+    );
     let one_jurisdiction = vec![all_jurisdictions[parameter as usize % all_jurisdictions.len()]];
     let (jurisdictions, cpu_milli, memory_mib, workload): (Vec<Jurisdiction>, u64, u64, Workload) =
         match case {
@@ -124,7 +132,9 @@ pub fn job(case: Case, topology: &Topology, seed: u64) -> JobSpec {
                 one_jurisdiction,
                 8 * MILLI_PER_CPU,
                 64 * MIB_PER_GIB,
-                Workload::Batch { gpus: GpuRequest::Whole(1) },
+                Workload::Batch {
+                    gpus: GpuRequest::Whole(1),
+                },
             ),
             Case::FractionalGpu => {
                 let (lo, hi) = FRACTIONAL_MILLI;
@@ -134,7 +144,9 @@ pub fn job(case: Case, topology: &Topology, seed: u64) -> JobSpec {
                     one_jurisdiction,
                     4 * MILLI_PER_CPU,
                     16 * MIB_PER_GIB,
-                    Workload::Batch { gpus: GpuRequest::Milli(milli) },
+                    Workload::Batch {
+                        gpus: GpuRequest::Milli(milli),
+                    },
                 )
             }
             Case::Gang64 => (
@@ -186,7 +198,10 @@ fn gang(members: u32, level: Level) -> Workload {
     Workload::Gang(GangSpec {
         members,
         gpus_per_member: 8,
-        topology: TopologyRule { level: Some(level), affinity: Affinity::Required },
+        topology: TopologyRule {
+            level: Some(level),
+            affinity: Affinity::Required,
+        },
         max_rtt_ns: None,
     })
 }
@@ -206,8 +221,11 @@ pub fn measure(topology: &Topology, ledger: &Ledger, case: Case, config: &Config
         black_box(place(view, &policy, job_id, &spec, seed));
     }
     let mut durations_ns = Vec::with_capacity(config.samples);
+    let mut placed_ns = Vec::with_capacity(config.samples);
+    let mut unplaced_ns = Vec::new();
     let mut placed = 0usize;
     let mut nodes_evaluated = 0u64;
+    let mut unschedulable_first = None;
     for i in 0..config.samples {
         let (job_id, spec, seed) = sample(i);
         let (job_id, spec) = (black_box(job_id), black_box(spec));
@@ -215,19 +233,32 @@ pub fn measure(topology: &Topology, ledger: &Ledger, case: Case, config: &Config
         let placement = place(view, &policy, job_id, &spec, seed);
         let elapsed = start.elapsed();
         let placement = black_box(placement);
-        durations_ns.push(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
-        if matches!(placement.outcome, Outcome::Placed(_)) {
-            placed += 1;
+        let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        durations_ns.push(elapsed_ns);
+        match &placement.outcome {
+            Outcome::Placed(_) => {
+                placed += 1;
+                placed_ns.push(elapsed_ns);
+            }
+            Outcome::Unschedulable(u) => {
+                unplaced_ns.push(elapsed_ns);
+                unschedulable_first.get_or_insert_with(|| format!("{}: {}", u.reason, u.message));
+            }
         }
         nodes_evaluated += u64::from(placement.explanation.nodes_evaluated);
     }
     assert_eq!(durations_ns.len(), config.samples);
+    assert_eq!(placed_ns.len(), placed);
+    let split = (!placed_ns.is_empty() && !unplaced_ns.is_empty())
+        .then(|| (summarize(&mut placed_ns), summarize(&mut unplaced_ns)));
     Measurement {
         case,
         samples: config.samples,
         placed,
         summary: summarize(&mut durations_ns),
+        split,
         nodes_evaluated_mean: nodes_evaluated as f64 / config.samples as f64,
+        unschedulable_first,
     }
 }
 
@@ -239,10 +270,19 @@ mod tests {
     #[test]
     fn every_case_places_on_a_half_full_small_cluster() {
         let (topology, ledger) = cluster(512, 0.5, 1).unwrap();
-        let config = Config { samples: 20, warmup: 2, seed: 1 };
+        let config = Config {
+            samples: 20,
+            warmup: 2,
+            seed: 1,
+        };
         let placed: Vec<(&str, usize)> = Case::ALL
             .iter()
-            .map(|&case| (case.name(), measure(&topology, &ledger, case, &config).placed))
+            .map(|&case| {
+                (
+                    case.name(),
+                    measure(&topology, &ledger, case, &config).placed,
+                )
+            })
             .collect();
         // gang_512 needs 64 free nodes under one spine; 512 nodes have 64 per spine.
         assert_eq!(
@@ -265,10 +305,14 @@ mod tests {
             .collect();
         assert_eq!(jurisdictions.len(), 4);
         let shares: std::collections::BTreeSet<u32> = (0..64)
-            .map(|i| match job(Case::FractionalGpu, &topology, rng::mix(i)).workload {
-                Workload::Batch { gpus: GpuRequest::Milli(m) } => m,
-                other => panic!("unexpected workload {other:?}"),
-            })
+            .map(
+                |i| match job(Case::FractionalGpu, &topology, rng::mix(i)).workload {
+                    Workload::Batch {
+                        gpus: GpuRequest::Milli(m),
+                    } => m,
+                    other => panic!("unexpected workload {other:?}"),
+                },
+            )
             .collect();
         assert!(shares.len() > 32);
         assert!(shares.iter().all(|m| (250..=750).contains(m)));

@@ -187,7 +187,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                                     "node": node.name,
                                     "site": topology.site(node.site).name,
                                     "jurisdiction": topology.site_jurisdiction(node.site).as_str(),
-                                    "leaf": topology.subtree_name(Level::Leaf, topology.subtree_of(Level::Leaf, m.node)),
+                                    "leaf": leaf_name(topology, m.node),
                                     "gpus": gpu_text(m.take.gpus),
                                 })
                             })
@@ -255,4 +255,8 @@ fn gpu_text(gpus: GpuTake) -> String {
             memory,
         } => format!("{local}:mig({compute}c,{memory}m)"),
     }
+}
+
+fn leaf_name(topology: &Topology, node: sovra_fabric::NodeId) -> String {
+    topology.subtree_name(Level::Leaf, topology.subtree_of(Level::Leaf, node))
 }

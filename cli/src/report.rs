@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use sovra_fabric::topology::Level;
-use sovra_fabric::Topology;
+use sovra_fabric::{SiteId, Topology};
 
 use crate::{invalid, read, Failure};
 
@@ -18,7 +18,7 @@ pub fn print_topology(topology: &Topology, json: bool) {
             let gpus: u32 = nodes.clone().map(|n| topology.nodes()[n].gpu_count()).sum();
             serde_json::json!({
                 "site": s.name,
-                "jurisdiction": topology.site_jurisdiction(sovra_fabric::SiteId::from_idx(i)).as_str(),
+                "jurisdiction": topology.site_jurisdiction(SiteId::from_idx(i)).as_str(),
                 "region": s.region,
                 "spines": s.spines.end - s.spines.start,
                 "leaves": s.leaves.end - s.leaves.start,
@@ -98,13 +98,26 @@ pub fn import_slurm(
     jurisdiction: &str,
     site: Option<String>,
 ) -> Result<Topology, Failure> {
-    let _ = (
-        slurm_conf,
-        topology_conf,
-        gres_conf,
-        jurisdiction,
+    use sovra_fabric::slurm;
+    let at = |path: &Path, e: &dyn std::fmt::Display| {
+        invalid(anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    let conf = slurm::parse_slurm_conf(&read(slurm_conf)?).map_err(|e| at(slurm_conf, &e))?;
+    let topology = match topology_conf {
+        Some(p) => Some(slurm::parse_topology_conf(&read(p)?).map_err(|e| at(p, &e))?),
+        None => None,
+    };
+    let gres = match gres_conf {
+        Some(p) => Some(slurm::parse_gres_conf(&read(p)?).map_err(|e| at(p, &e))?),
+        None => None,
+    };
+    let opts = slurm::ImportOptions {
         site,
-        read,
-    );
-    Err(invalid(anyhow::anyhow!("slurm import: not wired yet")))
+        jurisdiction: Some(jurisdiction.to_string()),
+        region: String::new(),
+        blocks_are_nvlink_domains: false,
+    };
+    let desc = slurm::import(&conf, topology.as_ref(), gres.as_ref(), &opts)
+        .map_err(|e| invalid(anyhow::anyhow!("slurm import: {e}")))?;
+    Topology::build(desc).map_err(|e| invalid(anyhow::anyhow!("slurm import: {e}")))
 }

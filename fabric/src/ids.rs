@@ -1,7 +1,8 @@
 //! Dense typed indices into the topology arenas.
 //!
 //! Every entity of the topology lives in a `Vec` owned by [`crate::Topology`]; these newtypes are
-//! indices into them. They are `Copy`, ordered, and only meaningful for the topology that made them.
+//! indices into them. They are `Copy`, ordered, and only meaningful for the topology that made
+//! them.
 
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident) => {

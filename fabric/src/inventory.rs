@@ -1318,6 +1318,34 @@ mod tests {
     }
 
     #[test]
+    fn docs_example_loads() {
+        let docs = include_str!("../../docs/inventory.md");
+        let example = docs
+            .split("## Full example\n\n```toml\n")
+            .nth(1)
+            .expect("example");
+        let example = example.split("```").next().expect("closing fence");
+        check_ok(
+            example,
+            expect![[r#"
+                model X2 96GiB nvlink 3600 mig 1g.12gb..7g.96gb
+                model H100 80GiB nvlink 7200 mig 1g.10gb..7g.80gb
+                model GB200 186GiB nvlink 14400 mig 1g.23gb..7g.184gb
+                site syd1 AU ap-southeast-2: 136 nodes, 1056 gpus (16 mig), 136 domains
+                  s0: l0=32 l1=32
+                  s1: l2=32 l3=32 l4=8
+                site tok1 JP ap-northeast-1: 18 nodes, 72 gpus (0 mig), 1 domains nvl72-1=18
+                  s0: nvl72-rack1=18
+                rtt syd1-tok1 110ms 100gbit/s
+                syd1-h001 -> syd1-h033: spine, 9us, gpu0 gbit/s 3200
+                syd1-h001 -> syd1-h065: site, 14us, gpu0 gbit/s 3200
+                syd1-h001 -> syd1-h097: site, 14us, gpu0 gbit/s 3200
+                syd1-h001 -> tok1-gb18: none, 110000us, gpu0 gbit/s 100
+            "#]],
+        );
+    }
+
+    #[test]
     fn four_sites_queries() {
         let topo = load_inventory(FOUR_SITES).unwrap();
         let pairs = [

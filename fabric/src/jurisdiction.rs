@@ -26,7 +26,8 @@ impl Jurisdiction {
         let bytes = text.as_bytes();
         if bytes.len() < 2 || bytes.len() > JURISDICTION_CODE_LEN_MAX {
             return Err(format!(
-                "invalid jurisdiction {text:?}: expected 2 to {JURISDICTION_CODE_LEN_MAX} characters"
+                "invalid jurisdiction {text:?}: expected 2 to {} characters",
+                JURISDICTION_CODE_LEN_MAX
             ));
         }
         let mut code = [0u8; JURISDICTION_CODE_LEN_MAX];
@@ -35,7 +36,8 @@ impl Jurisdiction {
             let ok = b.is_ascii_uppercase() || (i > 0 && (b.is_ascii_digit() || b == b'-'));
             if !ok {
                 return Err(format!(
-                    "invalid jurisdiction {text:?}: use letters, digits and '-', starting with a letter"
+                    "invalid jurisdiction {text:?}: use letters, digits and '-', \
+                     starting with a letter"
                 ));
             }
             code[i] = b;

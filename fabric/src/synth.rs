@@ -458,40 +458,31 @@ const BISECTION_STEPS: usize = 100;
 ///
 /// The ledger must be empty (as [`Ledger::new`] makes it); unschedulable nodes get nothing.
 pub fn fill(topology: &Topology, ledger: &mut Ledger, cfg: &FillConfig, seed: u64) -> FillReport {
-    assert!(
-        (0.0..=1.0).contains(&cfg.occupancy),
-        "occupancy outside 0..=1"
-    );
-    assert!(
-        (0.0..=1.0).contains(&cfg.spine_skew),
-        "spine_skew outside 0..=1"
-    );
-    assert!(
-        (0.0..=1.0).contains(&cfg.leaf_skew),
-        "leaf_skew outside 0..=1"
-    );
-    assert!(
-        (0.0..=1.0).contains(&cfg.whole_node_share),
-        "whole_node_share outside 0..=1"
-    );
-    assert!(
-        (0.0..=1.0).contains(&cfg.fractional_share),
-        "fractional_share outside 0..=1"
-    );
-    assert!(
-        cfg.whole_node_share + cfg.fractional_share <= 1.0,
-        "whole_node_share + fractional_share above 1"
-    );
-    for (i, spec) in topology.nodes().iter().enumerate() {
-        let free = ledger.node(NodeId::from_idx(i));
-        assert_eq!(free.cpu_milli, spec.cpu_milli, "fill needs an empty ledger");
-        assert_eq!(
-            free.memory_mib, spec.memory_mib,
-            "fill needs an empty ledger"
+    let fractions = [
+        ("occupancy", cfg.occupancy),
+        ("spine_skew", cfg.spine_skew),
+        ("leaf_skew", cfg.leaf_skew),
+        ("whole_node_share", cfg.whole_node_share),
+        ("fractional_share", cfg.fractional_share),
+        (
+            "whole_node_share + fractional_share",
+            cfg.whole_node_share + cfg.fractional_share,
+        ),
+    ];
+    for (name, value) in fractions {
+        assert!(
+            (0.0..=1.0).contains(&value),
+            "fill: {name} is {value}, outside 0..=1"
         );
     }
-    assert!(
-        allocated_gpus(topology, ledger) == 0,
+    for (i, spec) in topology.nodes().iter().enumerate() {
+        let free = ledger.node(NodeId::from_idx(i));
+        let empty = free.cpu_milli == spec.cpu_milli && free.memory_mib == spec.memory_mib;
+        assert!(empty, "fill needs an empty ledger: {} is in use", spec.name);
+    }
+    assert_eq!(
+        allocated_gpus(topology, ledger),
+        0,
         "fill needs an empty ledger"
     );
 
@@ -548,7 +539,7 @@ pub fn fill(topology: &Topology, ledger: &mut Ledger, cfg: &FillConfig, seed: u6
             carry = leaf_target + carry - got;
         }
     }
-    // Whatever stranded capacity could not take is offered to every leaf once more.
+    // What leaves could not hold (on unschedulable nodes) is offered to every leaf again.
     for leaf in 0..topology.leaves().len() {
         if carry == 0 {
             break;
@@ -966,18 +957,10 @@ impl Filler<'_> {
                 cpu_permille,
                 memory_permille,
             } => {
-                let per_gpu = spec.gpu_count() as u64 * MILLI_PER_GPU as u64;
+                let node_milli = spec.gpu_count() as u64 * MILLI_PER_GPU as u64;
                 (
-                    scale(
-                        scale(spec.cpu_milli, gpu_milli, per_gpu),
-                        cpu_permille,
-                        1000,
-                    ),
-                    scale(
-                        scale(spec.memory_mib, gpu_milli, per_gpu),
-                        memory_permille,
-                        1000,
-                    ),
+                    noisy_part(spec.cpu_milli, gpu_milli, node_milli, cpu_permille),
+                    noisy_part(spec.memory_mib, gpu_milli, node_milli, memory_permille),
                 )
             }
             Request::Minimal => (CPU_MILLI_MIN, MEMORY_MIB_MIN),
@@ -1020,17 +1003,13 @@ impl Filler<'_> {
                     compute: profile.compute_slices,
                     memory: profile.memory_slices,
                 };
-                let share = profile.compute_slices as u64;
-                let per_gpu = spec.gpu_count() as u64 * MIG_COMPUTE_SLICES as u64;
+                let slices = profile.compute_slices as u64;
+                let node_slices = spec.gpu_count() as u64 * MIG_COMPUTE_SLICES as u64;
                 let cpu_permille = self.draw(CPU_PER_GPU_PERMILLE);
                 let memory_permille = self.draw(MEMORY_PER_GPU_PERMILLE);
                 let noisy = Take {
-                    cpu_milli: scale(scale(spec.cpu_milli, share, per_gpu), cpu_permille, 1000),
-                    memory_mib: scale(
-                        scale(spec.memory_mib, share, per_gpu),
-                        memory_permille,
-                        1000,
-                    ),
+                    cpu_milli: noisy_part(spec.cpu_milli, slices, node_slices, cpu_permille),
+                    memory_mib: noisy_part(spec.memory_mib, slices, node_slices, memory_permille),
                     gpus,
                 };
                 let minimal = Take {
@@ -1055,6 +1034,12 @@ impl Filler<'_> {
         }
         got
     }
+}
+
+/// `capacity × part / whole`, scaled by `permille`, rounded down.
+fn noisy_part(capacity: u64, part: u64, whole: u64, permille: u64) -> u64 {
+    assert!(part <= whole);
+    scale(scale(capacity, part, whole), permille, 1000)
 }
 
 /// `value × num / den`, rounded down, without overflow.

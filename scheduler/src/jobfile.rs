@@ -341,8 +341,11 @@ affinity = "required"
             ]],
         );
         check(
-            "tenant = \"a\"\njurisdictions = [\"AU\"]\n[gang]\nmembers = 2\ngpus_per_member = 1\ntopology = \"galaxy\"\n",
-            expect![[r#"error: gang.topology "galaxy": expected node, nvlink, leaf, spine, site or any"#]],
+            "tenant = \"a\"\njurisdictions = [\"AU\"]\n[gang]\nmembers = 2\n\
+             gpus_per_member = 1\ntopology = \"galaxy\"\n",
+            expect![[
+                r#"error: gang.topology "galaxy": expected node, nvlink, leaf, spine, site or any"#
+            ]],
         );
         check(
             "tenant = ",

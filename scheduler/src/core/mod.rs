@@ -6,4 +6,5 @@
 pub mod job;
 pub mod placement;
 pub mod rng;
+pub mod snapshot;
 pub mod state;

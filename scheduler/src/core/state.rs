@@ -244,7 +244,7 @@ pub struct PendingQueue {
 }
 
 impl PendingQueue {
-    fn insert(&mut self, priority: u32, seq: u64, job: JobId) {
+    pub(crate) fn insert(&mut self, priority: u32, seq: u64, job: JobId) {
         assert!(self.set.len() < JOBS_MAX);
         assert!(
             self.set.insert((Reverse(priority), seq, job)),

@@ -83,11 +83,11 @@ fn static_members(ctx: &Ctx<'_>, node: NodeId, gpus: &GpuRequest) -> u64 {
     let spec = topology.node(node);
     let job = ctx.job;
     let mut members = u64::MAX;
-    if job.cpu_milli > 0 {
-        members = members.min(spec.cpu_milli / job.cpu_milli);
+    if let Some(by_cpu) = spec.cpu_milli.checked_div(job.cpu_milli) {
+        members = members.min(by_cpu);
     }
-    if job.memory_mib > 0 {
-        members = members.min(spec.memory_mib / job.memory_mib);
+    if let Some(by_memory) = spec.memory_mib.checked_div(job.memory_mib) {
+        members = members.min(by_memory);
     }
     let allowed = allowed_gpus(ctx, node);
     let (mut plain, mut mig_slots) = (0u64, 0u64);

@@ -48,9 +48,8 @@ pub fn node_frag(
     let total: u64 = free_milli.iter().map(|&f| f as u64).sum();
     let mut frag: i64 = 0;
     for shape in &workload.shapes {
-        let f = if shape.gpu_milli == 0 {
-            total
-        } else if model.is_some_and(|m| shape.model_mask & (1u64 << m.idx()) == 0) {
+        let excluded = model.is_some_and(|m| shape.model_mask & (1u64 << m.idx()) == 0);
+        let f = if shape.gpu_milli == 0 || excluded {
             total
         } else {
             let fitting = free_milli

@@ -145,12 +145,10 @@ fn fill(ctx: &mut Ctx<'_>, level: Level, idx: usize, spec: &GangSpec, out: &mut 
         Level::Leaf => {
             let l = &topology.leaves()[idx];
             let multi_node_domains = l.domains.end - l.domains.start < l.nodes.end - l.nodes.start;
-            multi_node_domains.then(|| {
-                (
-                    Level::NvlDomain,
-                    l.domains.start as usize..l.domains.end as usize,
-                )
-            })
+            multi_node_domains.then_some((
+                Level::NvlDomain,
+                l.domains.start as usize..l.domains.end as usize,
+            ))
         }
         Level::NvlDomain | Level::Node => None,
     };
@@ -188,11 +186,11 @@ fn fill(ctx: &mut Ctx<'_>, level: Level, idx: usize, spec: &GangSpec, out: &mut 
                 let free = ctx.view.ledger.node(node);
                 let mut usable = free.whole_mask & allowed_gpus(ctx, node);
                 let mut members = usable.count_ones() / g;
-                if job.cpu_milli > 0 {
-                    members = members.min((free.cpu_milli / job.cpu_milli) as u32);
+                if let Some(by_cpu) = free.cpu_milli.checked_div(job.cpu_milli) {
+                    members = members.min(by_cpu.min(u32::MAX as u64) as u32);
                 }
-                if job.memory_mib > 0 {
-                    members = members.min((free.memory_mib / job.memory_mib) as u32);
+                if let Some(by_memory) = free.memory_mib.checked_div(job.memory_mib) {
+                    members = members.min(by_memory.min(u32::MAX as u64) as u32);
                 }
                 let left = spec.members as usize - out.len();
                 for _ in 0..members.min(left as u32) {

@@ -51,10 +51,9 @@ pub(crate) fn place_inference(
             for pass_allows_reuse in [false, true] {
                 for &(_, site) in &tiers {
                     let r = &topology.site(site).nodes;
-                    let ranges = rotate(
-                        &[r.start as usize..r.end as usize],
-                        ctx.seed ^ replica as u64,
-                    );
+                    let site_nodes = r.start as usize..r.end as usize;
+                    let ranges =
+                        rotate(std::slice::from_ref(&site_nodes), ctx.seed ^ replica as u64);
                     let skip = |n| !pass_allows_reuse && overlay.uses(n);
                     if let Some(slot) = find_slot(ctx, &overlay, &ranges, &spec.gpus, &skip) {
                         chosen = Some((slot.node.idx(), slot));
@@ -68,14 +67,14 @@ pub(crate) fn place_inference(
         } else {
             domains.sort_unstable();
             'passes: for pass_allows_reuse in [false, true] {
-                for di in 0..domains.len() {
-                    let idx = domains[di].3;
+                for domain in domains.iter_mut() {
+                    let idx = domain.3;
                     ctx.explanation.subtrees_evaluated += 1;
                     let nodes = topology.subtree_nodes(spec.spread, idx);
                     let ranges = rotate(&[nodes], ctx.seed ^ replica as u64);
                     let skip = |n| !pass_allows_reuse && overlay.uses(n);
                     if let Some(slot) = find_slot(ctx, &overlay, &ranges, &spec.gpus, &skip) {
-                        domains[di].0 += 1;
+                        domain.0 += 1;
                         chosen = Some((idx, slot));
                         break 'passes;
                     }

@@ -1,1 +1,0 @@
-//! Slurm import (in progress).
