@@ -105,7 +105,8 @@ fn unknown_jurisdiction_places_nothing() {
 fn bad_inventory_is_one_line_exit_2() {
     let inv = scratch(
         "dup.toml",
-        "[[site]]\nname = \"a\"\njurisdiction = \"AU\"\n[[site]]\nname = \"a\"\njurisdiction = \"JP\"\n",
+        "[[site]]\nname = \"a\"\njurisdiction = \"AU\"\n\
+         [[site]]\nname = \"a\"\njurisdiction = \"JP\"\n",
     );
     assert_error(&sovra(&["topology", "check", &inv]), 2, "declared twice");
     let inv = scratch("syntax.toml", "[[site]\nname = 1\n");
