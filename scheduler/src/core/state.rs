@@ -494,8 +494,16 @@ impl StateMachine {
             Command::Drain { node } => match self.node_named(node) {
                 Err(e) => Applied::Rejected(e),
                 Ok(id) => {
-                    if self.nodes[id.idx()] == NodeState::Down {
-                        return Applied::Rejected(format!("node {node} is down"));
+                    match self.nodes[id.idx()] {
+                        NodeState::Down => {
+                            return Applied::Rejected(format!("node {node} is down"));
+                        }
+                        NodeState::Unknown => {
+                            return Applied::Rejected(format!(
+                                "node {node} has not registered yet"
+                            ));
+                        }
+                        NodeState::Up | NodeState::Drained => {}
                     }
                     self.set_node_state(id, NodeState::Drained);
                     Applied::Ok
@@ -617,11 +625,15 @@ impl StateMachine {
                 }
             }
         }
+        // Deferred jobs were planned against a ledger that already held the pass's plans. If
+        // one of those was stale, the capacity it would have taken is still free, so the
+        // deferrals do not count as attempts at this epoch: they are retried next pass.
+        let tried = stale.is_empty().then_some(epoch);
         for (job, why) in deferred {
             if let Some(r) = self.jobs.get_mut(job) {
                 if r.state == JobState::Pending {
                     r.reason = Some(why.clone());
-                    r.tried_epoch = Some(epoch);
+                    r.tried_epoch = tried;
                 }
             }
         }
@@ -665,11 +677,16 @@ impl StateMachine {
                 ledger_copy.as_ref().unwrap_or(&self.ledger)
             };
             if let Err(short) = ledger.check(&self.topology, slot.node, &slot.take) {
-                return Err(format!(
-                    "node {} no longer has the {} the plan needs",
-                    self.topology.node(slot.node).name,
-                    short.name()
-                ));
+                let name = &self.topology.node(slot.node).name;
+                return Err(match short {
+                    sovra_fabric::ledger::Shortfall::Unschedulable => {
+                        format!("node {name} is no longer available")
+                    }
+                    _ => format!(
+                        "node {name} no longer has the {} the plan needs",
+                        short.name()
+                    ),
+                });
             }
             if let Some(l) = ledger_copy.as_mut() {
                 l.take(&self.topology, slot.node, &slot.take);

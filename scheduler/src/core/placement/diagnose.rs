@@ -133,54 +133,119 @@ fn never_fits(ctx: &Ctx<'_>) -> Option<String> {
             ctx.job.cpu_milli, ctx.job.memory_mib, gpus
         ));
     }
-    let Workload::Gang(spec) = &ctx.job.workload else {
-        return None;
-    };
-    let need = spec.members as u64;
-    let crosses = spec.topology.level.is_none()
-        || (spec.topology.affinity == Affinity::Preferred && spec.max_rtt_ns.is_some());
-    let level = match (spec.topology.level, spec.topology.affinity) {
-        (Some(level), Affinity::Required) => level,
-        _ if crosses => {
+    let (need, what) = match &ctx.job.workload {
+        Workload::Batch { .. } => return None,
+        Workload::Inference(spec) => {
+            // Replicas may share a node when no fresh one is left, so the bound is the sum.
             let total: u64 = ctx
                 .ranges
                 .iter()
                 .flat_map(|r| r.clone())
                 .map(|i| static_members(ctx, NodeId::from_idx(i), &gpus))
-                .sum();
+                .fold(0u64, |a, b| a.saturating_add(b));
+            let need = spec.replicas as u64;
             return (total < need).then(|| {
-                format!("the eligible sites hold at most {total} of {need} members even when empty")
+                format!(
+                    "the eligible sites hold at most {total} of {need} replicas even when empty"
+                )
             });
         }
+        Workload::Gang(spec) => (spec.members as u64, spec),
+    };
+    let spec = what;
+    let crosses = spec.topology.level.is_none()
+        || (spec.topology.affinity == Affinity::Preferred && spec.max_rtt_ns.is_some());
+    let cap = match (spec.topology.level, spec.topology.affinity) {
+        (Some(level), Affinity::Required) => level,
         _ => Level::Site,
     };
-    let mut best = 0u64;
+    // Per eligible site: the widest level (up to `cap`) whose fabric RTT the gang allows, and
+    // the most members one subtree at that level holds on an empty cluster.
+    let mut per_site: Vec<(sovra_fabric::SiteId, u64)> = Vec::new();
     for &site in &ctx.sites {
-        let nodes = topology.site(site).nodes.clone();
-        let mut current: Option<(usize, u64)> = None;
-        for n in nodes.start as usize..nodes.end as usize {
-            let subtree = topology.subtree_of(level, NodeId::from_idx(n));
-            let m = static_members(ctx, NodeId::from_idx(n), &gpus);
-            current = match current {
-                Some((s, acc)) if s == subtree => Some((s, acc + m)),
-                Some((_, acc)) => {
-                    best = best.max(acc);
-                    Some((subtree, m))
+        let fabric = &topology.site(site).fabric;
+        let level = match spec.max_rtt_ns {
+            None => Some(cap),
+            Some(max) => [
+                (Level::Site, fabric.core_rtt_ns),
+                (Level::Spine, fabric.spine_rtt_ns),
+                (Level::Leaf, fabric.leaf_rtt_ns),
+                (Level::NvlDomain, fabric.nvlink_rtt_ns),
+                (Level::Node, fabric.nvlink_rtt_ns),
+            ]
+            .into_iter()
+            .find(|&(l, rtt)| l <= cap && rtt <= max)
+            .map(|(l, _)| l),
+        };
+        let best = match level {
+            Some(level) => best_subtree(ctx, site, level, &gpus),
+            // Not even two members on one node are close enough: a lone member at most.
+            None => {
+                let nodes = topology.site(site).nodes.clone();
+                let any = (nodes.start as usize..nodes.end as usize)
+                    .any(|n| static_members(ctx, NodeId::from_idx(n), &gpus) > 0);
+                u64::from(any)
+            }
+        };
+        per_site.push((site, best));
+    }
+    let mut bound = per_site.iter().map(|p| p.1).max().unwrap_or(0);
+    if crosses {
+        // Members in several sites: an upper bound sums, around each anchor site, the sites
+        // close enough to it (each still limited inside to the levels the RTT allows).
+        for &(a, ca) in &per_site {
+            let mut sum = ca;
+            for &(b, cb) in &per_site {
+                let close = spec
+                    .max_rtt_ns
+                    .is_none_or(|max| topology.site_rtt_ns(a, b) <= max);
+                if b != a && close {
+                    sum = sum.saturating_add(cb);
                 }
-                None => Some((subtree, m)),
-            };
-        }
-        if let Some((_, acc)) = current {
-            best = best.max(acc);
+            }
+            bound = bound.max(sum);
         }
     }
-    (best < need).then(|| {
-        format!(
-            "no {} can ever hold {} members of {} gpus: the largest holds {}",
-            level.name(),
-            need,
-            spec.gpus_per_member,
-            best
-        )
+    (bound < need).then(|| {
+        let within = match spec.max_rtt_ns {
+            Some(rtt) => format!(" within {} of each other", super::fmt_rtt(rtt)),
+            None => String::new(),
+        };
+        let g = spec.gpus_per_member;
+        if crosses {
+            format!(
+                "the eligible sites can never hold {need} members of {g} gpus{within}: \
+                 at most {bound}"
+            )
+        } else {
+            format!(
+                "no {} can ever hold {need} members of {g} gpus{within}: at most {bound}",
+                cap.name()
+            )
+        }
     })
+}
+
+/// The most members one `level` subtree of `site` holds on an empty cluster.
+fn best_subtree(ctx: &Ctx<'_>, site: sovra_fabric::SiteId, level: Level, gpus: &GpuRequest) -> u64 {
+    let topology = ctx.view.topology;
+    let nodes = topology.site(site).nodes.clone();
+    let mut best = 0u64;
+    let mut current: Option<(usize, u64)> = None;
+    for n in nodes.start as usize..nodes.end as usize {
+        let subtree = topology.subtree_of(level, NodeId::from_idx(n));
+        let m = static_members(ctx, NodeId::from_idx(n), gpus);
+        current = match current {
+            Some((s, acc)) if s == subtree => Some((s, acc.saturating_add(m))),
+            Some((_, acc)) => {
+                best = best.max(acc);
+                Some((subtree, m))
+            }
+            None => Some((subtree, m)),
+        };
+    }
+    if let Some((_, acc)) = current {
+        best = best.max(acc);
+    }
+    best
 }

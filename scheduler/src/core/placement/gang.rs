@@ -59,7 +59,7 @@ pub(crate) fn place_gang(
             spec.members,
             spec.gpus_per_member,
             match spec.max_rtt_ns {
-                Some(rtt) => format!(" within {} us of each other", rtt / 1000),
+                Some(rtt) => format!(" within {} of each other", super::fmt_rtt(rtt)),
                 None => String::new(),
             }
         ),
@@ -110,6 +110,8 @@ fn gang_at_level(ctx: &mut Ctx<'_>, spec: &GangSpec, level: Level) -> Option<Vec
         }
     }
     candidates.sort_unstable();
+    // Tightest bound first; the bound ignores models, CPU and memory, so by default every
+    // candidate is tried before giving up (see `PolicyConfig::subtree_limit`).
     for &(ub, _, idx) in candidates.iter().take(ctx.policy.subtree_limit.max(1)) {
         ctx.explanation.subtrees_evaluated += 1;
         let mut out = Vec::with_capacity(spec.members as usize);
@@ -214,38 +216,40 @@ fn fill(ctx: &mut Ctx<'_>, level: Level, idx: usize, spec: &GangSpec, out: &mut 
     }
 }
 
-/// Largest RTT between any two members.
+/// Largest RTT between any two members: the inter-site RTT of every pair of sites used, and
+/// inside each site the fabric RTT of the widest level its members span.
 pub(crate) fn max_member_rtt_ns(ctx: &Ctx<'_>, slots: &[MemberSlot]) -> u64 {
     let topology = ctx.view.topology;
-    let Some(first) = slots.first() else { return 0 };
-    let mut sites: Vec<sovra_fabric::SiteId> = Vec::new();
-    let mut widest = Level::Node;
+    // (site, first member's node there, members there, widest common level with it).
+    let mut sites: Vec<(sovra_fabric::SiteId, NodeId, usize, Level)> = Vec::new();
     for s in slots {
         let site = topology.node(s.node).site;
-        if !sites.contains(&site) {
-            sites.push(site);
-        }
-        if let Some(level) = topology.common_level(first.node, s.node) {
-            widest = widest.max(level);
-        }
-    }
-    if sites.len() > 1 {
-        let mut max = 0;
-        for &a in &sites {
-            for &b in &sites {
-                max = max.max(topology.site_rtt_ns(a, b));
+        match sites.iter_mut().find(|(x, _, _, _)| *x == site) {
+            Some((_, first, count, widest)) => {
+                *count += 1;
+                if let Some(level) = topology.common_level(*first, s.node) {
+                    *widest = (*widest).max(level);
+                }
             }
+            None => sites.push((site, s.node, 1, Level::Node)),
         }
-        return max;
     }
-    let fabric = &topology.site(sites[0]).fabric;
-    match widest {
-        Level::Node if slots.len() == 1 => 0,
-        Level::Node | Level::NvlDomain => fabric.nvlink_rtt_ns,
-        Level::Leaf => fabric.leaf_rtt_ns,
-        Level::Spine => fabric.spine_rtt_ns,
-        Level::Site => fabric.core_rtt_ns,
+    let mut max = 0;
+    for (i, &(a, _, count, widest)) in sites.iter().enumerate() {
+        let fabric = &topology.site(a).fabric;
+        let inside = match widest {
+            Level::Node if count == 1 => 0,
+            Level::Node | Level::NvlDomain => fabric.nvlink_rtt_ns,
+            Level::Leaf => fabric.leaf_rtt_ns,
+            Level::Spine => fabric.spine_rtt_ns,
+            Level::Site => fabric.core_rtt_ns,
+        };
+        max = max.max(inside);
+        for &(b, _, _, _) in &sites[i + 1..] {
+            max = max.max(topology.site_rtt_ns(a, b));
+        }
     }
+    max
 }
 
 fn rtt_ok(ctx: &Ctx<'_>, spec: &GangSpec, slots: &[MemberSlot]) -> bool {
@@ -308,9 +312,9 @@ fn gang_across_sites(ctx: &mut Ctx<'_>, spec: &GangSpec) -> Option<Vec<MemberSlo
                 .map(|&s| topology.site(s).name.as_str())
                 .collect();
             ctx.explanation.steps.push(format!(
-                "gang spans sites [{}], max member rtt {} us",
+                "gang spans sites [{}], max member rtt {}",
                 names.join(","),
-                max_member_rtt_ns(ctx, &out) / 1000
+                super::fmt_rtt(max_member_rtt_ns(ctx, &out))
             ));
             return Some(out);
         }

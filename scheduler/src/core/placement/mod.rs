@@ -50,7 +50,10 @@ pub struct PolicyConfig {
     pub share: SharePolicy,
     /// Feasible candidates scored per best-fit bucket before choosing (Nomad's "limit").
     pub candidate_limit: usize,
-    /// Candidate subtrees tried per topology level for gangs.
+    /// Candidate subtrees tried per topology level for gangs. The default (`usize::MAX`) is
+    /// exhaustive: candidates are ranked by a GPU-count bound that ignores models, CPU and
+    /// memory, so a lower limit trades completeness for latency (a gang may then wait although
+    /// some untried subtree holds it).
     pub subtree_limit: usize,
 }
 
@@ -59,7 +62,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             share: SharePolicy::BestFit,
             candidate_limit: 16,
-            subtree_limit: 8,
+            subtree_limit: usize::MAX,
         }
     }
 }
@@ -399,9 +402,9 @@ impl<'a> Ctx<'a> {
                 self.explanation.removed.latency = removed_nodes;
                 if sites.len() < before {
                     self.explanation.steps.push(format!(
-                        "{} allowed site(s) beyond {} us of ingress {}",
+                        "{} allowed site(s) beyond {} of ingress {}",
                         before - sites.len(),
-                        slo.max_rtt_ns / 1000,
+                        fmt_rtt(slo.max_rtt_ns),
                         slo.ingress_site
                     ));
                 }
@@ -409,8 +412,8 @@ impl<'a> Ctx<'a> {
                     return Err(Unschedulable {
                         reason: PendingReason::LatencyUnavailable,
                         message: format!(
-                            "no allowed site within {} us of ingress site {}",
-                            slo.max_rtt_ns / 1000,
+                            "no allowed site within {} of ingress site {}",
+                            fmt_rtt(slo.max_rtt_ns),
                             slo.ingress_site
                         ),
                     });
@@ -437,4 +440,15 @@ impl<'a> Ctx<'a> {
 
 fn range_len(r: &Range<u32>) -> u32 {
     r.end - r.start
+}
+
+/// An RTT for messages: whole milliseconds or microseconds when exact, else nanoseconds.
+pub(crate) fn fmt_rtt(ns: u64) -> String {
+    if ns >= 1_000_000 && ns % 1_000_000 == 0 {
+        format!("{} ms", ns / 1_000_000)
+    } else if ns >= 1_000 && ns % 1_000 == 0 {
+        format!("{} us", ns / 1_000)
+    } else {
+        format!("{ns} ns")
+    }
 }
