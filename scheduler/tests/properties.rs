@@ -45,7 +45,8 @@ use sovra_scheduler::core::placement::{
 };
 use sovra_scheduler::core::snapshot::{from_blob, to_blob};
 use sovra_scheduler::core::state::{
-    Applied, Command, Entry, ExitStatus, JobState, NodeState, StateMachine, PASS_PLANS_MAX,
+    Applied, Command, Entry, ExitStatus, JobState, NodeState, RequestId, StateMachine,
+    PASS_PLANS_MAX,
 };
 
 const DEFAULT_SEED: u64 = 0x50F7_A5EE_D000_0001;
@@ -883,6 +884,8 @@ fn placement_is_pure_sound_and_best_fit() {
 #[derive(Clone, Debug)]
 enum Op {
     Submit(JobGen),
+    /// Retry an earlier submission with the same request id (exactly-once).
+    Resubmit(usize),
     Pass,
     /// Plan a pass, apply `race` first, then the pass (exercises stale plans).
     RacingPass(Box<Op>),
@@ -911,6 +914,7 @@ fn node_op() -> impl Strategy<Value = Op> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => job_gen().prop_map(Op::Submit),
+        1 => any::<usize>().prop_map(Op::Resubmit),
         6 => Just(Op::Pass),
         2 => node_op().prop_map(|race| Op::RacingPass(Box::new(race))),
         2 => any::<usize>().prop_map(Op::Start),
@@ -932,6 +936,8 @@ struct Replicas {
     index: u64,
     now_ms: u64,
     entries: Vec<Entry>,
+    /// Submissions so far and what applying them gave (for retries).
+    submits: Vec<(Command, Applied)>,
 }
 
 impl Replicas {
@@ -1049,8 +1055,12 @@ impl Replicas {
         Some(match op {
             Op::Submit(job) => Command::Submit {
                 spec: job.resolve(self.primary.topology()),
+                request: Some(RequestId {
+                    client: 7,
+                    seq: self.index + 1,
+                }),
             },
-            Op::Pass | Op::RacingPass(_) => return None,
+            Op::Pass | Op::RacingPass(_) | Op::Resubmit(_) => return None,
             Op::Start(k) => Command::Start {
                 job: self.job_id(*k, &[JobState::Placed]),
             },
@@ -1117,9 +1127,28 @@ impl Replicas {
                     self.apply(pass)?;
                 }
             }
+            Op::Resubmit(k) => {
+                if self.submits.is_empty() {
+                    return Ok(());
+                }
+                let (command, first) = self.submits[k % self.submits.len()].clone();
+                let jobs = self.primary.jobs().count();
+                let again = self.apply(command)?;
+                if let Applied::Submitted(id) = first {
+                    check(again == Applied::Submitted(id), || {
+                        format!("retried submission of job {id} gave {again:?}")
+                    })?;
+                    check(self.primary.jobs().count() == jobs, || {
+                        "a retried submission created a job".to_string()
+                    })?;
+                }
+            }
             other => {
                 let command = self.command(other).expect("plain command");
-                self.apply(command)?;
+                let applied = self.apply(command.clone())?;
+                if matches!(other, Op::Submit(_)) {
+                    self.submits.push((command, applied));
+                }
             }
         }
         Ok(())
@@ -1208,6 +1237,7 @@ fn state_machine_keeps_invariants_and_replicas_converge() {
                 index: 0,
                 now_ms: 1_000,
                 entries: Vec::new(),
+                submits: Vec::new(),
             };
             let restore_at = restore_at.index(ops.len());
             let mut restored: Option<(StateMachine, usize)> = None;

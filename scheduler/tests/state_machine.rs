@@ -14,7 +14,7 @@ use sovra_fabric::Level;
 use sovra_scheduler::core::job::{Affinity, GpuRequest, JobId, Workload};
 use sovra_scheduler::core::placement::PendingReason;
 use sovra_scheduler::core::state::{
-    Applied, Command, ExitStatus, JobState, NodeState, StateMachine, REQUEUE_MAX,
+    Applied, Command, ExitStatus, JobState, NodeState, RequestId, StateMachine, REQUEUE_MAX,
 };
 
 fn start(d: &mut Driver, job: JobId) {
@@ -770,6 +770,7 @@ fn submit_outside_scope_is_rejected_and_nodes_start_unknown() {
     );
     let refused = d.apply(Command::Submit {
         spec: batch_whole(1).juris(&["JP", "MY"]),
+        request: None,
     });
     expect![[r#"Rejected("job allows jurisdictions [JP,MY], none governed here")"#]]
         .assert_eq(&format!("{refused:?}"));
@@ -822,7 +823,10 @@ fn invalid_specs_are_rejected_with_one_line_messages() {
     ];
     let mut out = String::new();
     for spec in cases {
-        match d.apply(Command::Submit { spec }) {
+        match d.apply(Command::Submit {
+            spec,
+            request: None,
+        }) {
             Applied::Rejected(e) => {
                 assert!(!e.contains('\n'), "multi-line error: {e:?}");
                 assert!(!e.ends_with('.'), "error ends with a full stop: {e:?}");
@@ -851,6 +855,41 @@ fn invalid_specs_are_rejected_with_one_line_messages() {
         latency slo names no ingress site
     "#]]
     .assert_eq(&out);
+}
+
+#[test]
+fn retried_submission_gets_the_same_job_and_survives_snapshots() {
+    // A client retries after a timeout or a leader change: same request id, one job.
+    let mut d = Driver::new(small_au());
+    let request = Some(RequestId { client: 42, seq: 1 });
+    let submit = Command::Submit {
+        spec: batch_whole(8).named("once"),
+        request,
+    };
+    let Applied::Submitted(first) = d.apply(submit.clone()) else {
+        panic!("not submitted")
+    };
+    d.pass();
+    assert_eq!(d.apply(submit.clone()), Applied::Submitted(first));
+    assert_eq!(d.sm.jobs().count(), 1);
+    assert_eq!(
+        d.job(first).state,
+        JobState::Placed,
+        "the retry placed nothing new"
+    );
+    // Another sequence number is another request.
+    let other = Command::Submit {
+        spec: batch_whole(8).named("twice"),
+        request: Some(RequestId { client: 42, seq: 2 }),
+    };
+    assert_ne!(d.apply(other), Applied::Submitted(first));
+    // The table survives a snapshot.
+    let restored = StateMachine::restore(&d.sm.snapshot()).expect("restores");
+    assert_eq!(restored.state_hash(), d.sm.state_hash());
+    let mut r = Driver::with(restored);
+    r.index = d.index;
+    assert_eq!(r.apply(submit), Applied::Submitted(first));
+    assert_eq!(r.sm.jobs().count(), 2);
 }
 
 #[test]

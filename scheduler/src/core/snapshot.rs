@@ -71,8 +71,8 @@ use crate::core::placement::{
     MemberSlot, PendingReason, Plan, PolicyConfig, SharePolicy, Unschedulable,
 };
 use crate::core::state::{
-    Command, Entry, ExitStatus, JobRecord, JobState, NodeState, PendingQueue, StateMachine,
-    JOBS_MAX,
+    Command, Entry, ExitStatus, JobRecord, JobState, NodeState, PendingQueue, RequestId,
+    StateMachine, JOBS_MAX,
 };
 
 /// The version of the codec and of the snapshot layout. Bump it on any change to either.
@@ -1133,6 +1133,19 @@ impl Codec for ExitStatus {
     }
 }
 
+impl Codec for RequestId {
+    fn encode(&self, e: &mut Encoder) {
+        e.put_u64(self.client);
+        e.put_u64(self.seq);
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<RequestId, DecodeError> {
+        Ok(RequestId {
+            client: d.get_u64()?,
+            seq: d.get_u64()?,
+        })
+    }
+}
+
 impl Codec for JobRecord {
     fn encode(&self, e: &mut Encoder) {
         self.id.encode(e);
@@ -1147,6 +1160,7 @@ impl Codec for JobRecord {
         self.tried_epoch.encode(e);
         e.put_u32(self.restarts);
         self.exit_code.encode(e);
+        self.request.encode(e);
     }
     fn decode(d: &mut Decoder<'_>) -> Result<JobRecord, DecodeError> {
         Ok(JobRecord {
@@ -1162,6 +1176,7 @@ impl Codec for JobRecord {
             tried_epoch: Option::decode(d)?,
             restarts: d.get_u32()?,
             exit_code: Option::decode(d)?,
+            request: Option::decode(d)?,
         })
     }
 }
@@ -1173,9 +1188,10 @@ impl Codec for Command {
                 e.put_u8(0);
                 e.put_str(node);
             }
-            Command::Submit { spec } => {
+            Command::Submit { spec, request } => {
                 e.put_u8(1);
                 spec.encode(e);
+                request.encode(e);
             }
             Command::SchedulePass {
                 epoch,
@@ -1227,6 +1243,7 @@ impl Codec for Command {
             0 => Command::RegisterNode { node: d.get_str()? },
             1 => Command::Submit {
                 spec: JobSpec::decode(d)?,
+                request: Option::decode(d)?,
             },
             2 => Command::SchedulePass {
                 epoch: d.get_u64()?,
@@ -1446,6 +1463,7 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
 
     let n_jobs = d.get_count(JOBS_MAX, "jobs")?;
     let mut jobs: BTreeMap<JobId, JobRecord> = BTreeMap::new();
+    let mut requests: BTreeMap<RequestId, JobId> = BTreeMap::new();
     for _ in 0..n_jobs {
         let at = d.offset();
         let record = JobRecord::decode(d)?;
@@ -1459,6 +1477,14 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
             ));
         }
         check_record(&topology, &record).map_err(|m| DecodeError::new(at, m))?;
+        if let Some(request) = record.request {
+            if requests.insert(request, record.id).is_some() {
+                return Err(DecodeError::new(
+                    at,
+                    format!("request {request:?} submitted two jobs"),
+                ));
+            }
+        }
         jobs.insert(record.id, record);
     }
 
@@ -1494,6 +1520,7 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
         scope,
         nodes,
         jobs,
+        requests,
         queue,
         next_job,
         applied_index,
@@ -1800,7 +1827,13 @@ mod tests {
             },
         );
         for s in specs() {
-            log.apply(&mut sm, Command::Submit { spec: s });
+            log.apply(
+                &mut sm,
+                Command::Submit {
+                    spec: s,
+                    request: None,
+                },
+            );
         }
         log.pass(&mut sm).unwrap();
         for job in jobs_in(&sm, JobState::Placed) {
@@ -1941,6 +1974,7 @@ mod tests {
         let mut more: Vec<Command> = vec![
             Command::Submit {
                 spec: spec("later", &["AU"], gang(1, 2, None, Affinity::Required)),
+                request: Some(RequestId { client: 1, seq: 1 }),
             },
             Command::Submit {
                 spec: spec(
@@ -1950,6 +1984,7 @@ mod tests {
                         gpus: GpuRequest::Milli(100),
                     },
                 ),
+                request: None,
             },
         ];
         let drained = (0..a.topology().nodes().len())
@@ -2277,7 +2312,10 @@ mod tests {
             .collect();
         let mut commands: Vec<Command> = specs()
             .into_iter()
-            .map(|spec| Command::Submit { spec })
+            .map(|spec| Command::Submit {
+                spec,
+                request: None,
+            })
             .collect();
         let mut exotic = spec(
             "exotic",
@@ -2290,7 +2328,10 @@ mod tests {
         if let Workload::Gang(g) = &mut exotic.workload {
             g.max_rtt_ns = Some(7);
         }
-        commands.push(Command::Submit { spec: exotic });
+        commands.push(Command::Submit {
+            spec: exotic,
+            request: None,
+        });
         commands.extend([
             Command::RegisterNode {
                 node: "syd-h0".into(),
@@ -2441,12 +2482,14 @@ mod tests {
             &[1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
             expect![["33554432 items, at most 16777216 allowed at byte 10"]],
         );
-        // The first spec ends with: workload tag, gpu request tag, gpu count (u32).
+        // The first spec ends with: workload tag, gpu request tag, gpu count (u32); then
+        // comes the request id's option tag.
         let submit = to_blob(&Command::Submit {
             spec: specs().remove(0),
+            request: None,
         });
         let mut bad = submit.clone();
-        let at = bad.len() - 5;
+        let at = bad.len() - 6;
         bad[at] = 9;
         check(&bad, expect![["invalid gpu request tag 9 at byte 59"]]);
         let mut bad = submit.clone();

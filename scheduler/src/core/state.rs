@@ -122,6 +122,9 @@ pub enum Command {
     Submit {
         /// The job.
         spec: JobSpec,
+        /// The client's request id: a retried submission with the same id gets the job the
+        /// first one created, never a second job (exactly-once submission).
+        request: Option<RequestId>,
     },
     /// The leader's scheduling pass.
     SchedulePass {
@@ -175,6 +178,15 @@ pub enum Command {
     },
     /// Enforce time limits at the entry's time.
     Tick,
+}
+
+/// A client's id for one request, unique per client: the client's id and a sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId {
+    /// The client (chosen at random by the client when it starts).
+    pub client: u64,
+    /// The client's request counter.
+    pub seq: u64,
 }
 
 /// A committed log entry.
@@ -235,6 +247,8 @@ pub struct JobRecord {
     pub restarts: u32,
     /// Exit code when ended by the job itself.
     pub exit_code: Option<i32>,
+    /// The request that submitted the job, if the client gave one.
+    pub request: Option<RequestId>,
 }
 
 /// Bounded priority queue of pending jobs: priority (high first), then submit order.
@@ -283,6 +297,8 @@ pub struct StateMachine {
     pub(crate) scope: Vec<Jurisdiction>,
     pub(crate) nodes: Vec<NodeState>,
     pub(crate) jobs: BTreeMap<JobId, JobRecord>,
+    /// Submissions by request id (derived from `jobs`): the exactly-once table.
+    pub(crate) requests: BTreeMap<RequestId, JobId>,
     pub(crate) queue: PendingQueue,
     pub(crate) next_job: u64,
     pub(crate) applied_index: u64,
@@ -334,6 +350,7 @@ impl StateMachine {
             ledger,
             scope,
             jobs: BTreeMap::new(),
+            requests: BTreeMap::new(),
             queue: PendingQueue::default(),
             next_job: 1,
             applied_index: 0,
@@ -447,7 +464,7 @@ impl StateMachine {
                     Applied::Ok
                 }
             },
-            Command::Submit { spec } => self.apply_submit(entry, spec),
+            Command::Submit { spec, request } => self.apply_submit(entry, spec, *request),
             Command::SchedulePass {
                 epoch,
                 plans,
@@ -556,7 +573,15 @@ impl StateMachine {
         applied
     }
 
-    fn apply_submit(&mut self, entry: &Entry, spec: &JobSpec) -> Applied {
+    fn apply_submit(
+        &mut self,
+        entry: &Entry,
+        spec: &JobSpec,
+        request: Option<RequestId>,
+    ) -> Applied {
+        if let Some(job) = request.and_then(|r| self.requests.get(&r)) {
+            return Applied::Submitted(*job);
+        }
         if let Err(e) = spec.validate() {
             return Applied::Rejected(e);
         }
@@ -588,8 +613,12 @@ impl StateMachine {
                 tried_epoch: None,
                 restarts: 0,
                 exit_code: None,
+                request,
             },
         );
+        if let Some(r) = request {
+            self.requests.insert(r, id);
+        }
         self.queue.insert(spec.priority, entry.index, id);
         Applied::Submitted(id)
     }

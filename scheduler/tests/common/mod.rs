@@ -613,7 +613,10 @@ impl Driver {
 
     /// Submits a job that must be accepted.
     pub fn submit(&mut self, spec: JobSpec) -> JobId {
-        match self.apply(Command::Submit { spec }) {
+        match self.apply(Command::Submit {
+            spec,
+            request: None,
+        }) {
             Applied::Submitted(id) => id,
             other => panic!("submit not accepted: {other:?}"),
         }
