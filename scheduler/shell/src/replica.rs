@@ -1,0 +1,1021 @@
+//! One Raft group's replica, sans-IO: `raft::RawNode` driving the scheduler state machine.
+//!
+//! The shell (the real event loop in [`crate::node`], or the deterministic simulation in
+//! `tests/`) feeds inputs — [`Replica::tick`], [`Replica::step`] (a peer's message),
+//! [`Replica::request`] (a client's operation) — and then calls [`Replica::ready`] once per
+//! loop turn. `ready` runs raft's Ready cycle: persist entries and hard state through the
+//! [`LogStore`] with one sync (group commit: every proposal since the last turn shares one
+//! fsync), apply committed entries to the [`StateMachine`], answer clients, and return the
+//! messages to send. It never does IO itself except through the store it was given.
+//!
+//! On the leader, scheduling is part of the cycle: whenever the committed state needs a pass
+//! and none is in flight, the leader plans one against the committed state and proposes it;
+//! the state machine re-checks every plan when the pass is applied (stale plans are refused).
+//!
+//! Exactly-once: a `Submit` carries the client's request id into the log; the state machine
+//! answers a repeated id with the job the first one created. Replies are sent only after the
+//! entry is applied; if leadership is lost first, the client gets `NotLeader` and retries.
+//!
+//! Reads (`Status`, `Jobs`) are linearizable: they go through raft's ReadIndex and are
+//! answered once the replica has applied up to the read index.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, StateRole};
+use sovra_scheduler::core::job::{JobId, JobSpec};
+use sovra_scheduler::core::snapshot::{from_blob, to_blob, Decoder, Encoder};
+use sovra_scheduler::core::state::{
+    Applied, Command, Entry as SmEntry, JobRecord, JobState, RequestId, StateMachine,
+    PASS_PLANS_MAX,
+};
+
+use crate::storage::{GroupId, LogStore, StoreError};
+
+/// Version byte of log records and snapshot envelopes.
+const RECORD_VERSION: u8 = 1;
+/// Context tag of a client proposal: `[tag, proposer u64, token u64]`.
+const CTX_CLIENT: u8 = 1;
+/// Context tag of a scheduling pass proposal.
+const CTX_PASS: u8 = 2;
+/// Context tag of a conf change proposal.
+const CTX_CONF: u8 = 3;
+
+/// Replica settings.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// This replica's id in the group (non-zero).
+    pub id: u64,
+    /// The group.
+    pub group: GroupId,
+    /// Ticks without a leader before campaigning (randomized in `[election, 2 * election)`).
+    pub election_tick: usize,
+    /// Ticks between heartbeats.
+    pub heartbeat_tick: usize,
+    /// Take a snapshot (and compact the log) after this many applied entries.
+    pub snapshot_every: u64,
+    /// Most plans in one scheduling pass.
+    pub max_plans: usize,
+    /// Deterministic mode for the simulation: election timeouts come from this seed instead
+    /// of raft's thread RNG.
+    pub deterministic_seed: Option<u64>,
+}
+
+impl ReplicaConfig {
+    /// Defaults for a replica: with a 50 ms tick, elections start after 0.5 to 1 s.
+    pub fn new(id: u64, group: GroupId) -> ReplicaConfig {
+        ReplicaConfig {
+            id,
+            group,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            snapshot_every: 20_000,
+            max_plans: PASS_PLANS_MAX,
+            deterministic_seed: None,
+        }
+    }
+}
+
+/// A client operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Submit a job. With `wait_placed`, the reply comes after the job's first scheduling
+    /// pass (placed, or pending with a reason).
+    Submit {
+        /// The job.
+        spec: JobSpec,
+        /// The client's request id (exactly-once).
+        request: RequestId,
+        /// Wait for the first pass.
+        wait_placed: bool,
+    },
+    /// Any other state-machine command (cancel, drain, resume, fail node, register node...).
+    Command(Command),
+    /// One job's record (linearizable).
+    Status {
+        /// Job.
+        job: JobId,
+    },
+    /// All jobs (linearizable).
+    Jobs,
+    /// Add a replica: first as a learner (it catches up, by snapshot if the log was
+    /// compacted), then promoted to voter by the leader.
+    AddNode {
+        /// Its id.
+        id: u64,
+        /// Its peer address.
+        addr: String,
+    },
+    /// Remove a replica.
+    RemoveNode {
+        /// Its id.
+        id: u64,
+    },
+    /// Who leads.
+    Leader,
+}
+
+/// The answer to an [`Op`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The job exists (new, or the one an earlier try of the same request created).
+    Submitted {
+        /// Job id.
+        job: JobId,
+        /// Where it runs, when placed.
+        placed: Option<String>,
+        /// Why it waits, when it waits.
+        pending: Option<String>,
+    },
+    /// Done.
+    Ok,
+    /// The state machine refused the command (state unchanged).
+    Rejected(String),
+    /// One job, rendered.
+    Job(String),
+    /// Every job, rendered.
+    Jobs(String),
+    /// Ask the leader instead.
+    NotLeader {
+        /// The leader, if known: id and address.
+        leader: Option<(u64, String)>,
+    },
+    /// The leader.
+    Leader {
+        /// Id.
+        id: u64,
+        /// Address.
+        addr: String,
+    },
+}
+
+/// What one [`Replica::ready`] produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Raft messages to send (each names its destination in `to`).
+    pub messages: Vec<Message>,
+    /// Replies to clients, by the shell's token.
+    pub replies: Vec<(u64, Reply)>,
+    /// Jobs that were placed by applied passes.
+    pub placed: Vec<JobId>,
+    /// Jobs ended by applied commands (time limits, node failures), for agents to kill.
+    pub ended: Vec<JobId>,
+    /// Raft log entries applied.
+    pub applied_entries: u64,
+}
+
+/// Why a replica stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The store failed; the replica must stop (raft state may be inconsistent otherwise).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Raft refused the configuration or the stored state.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// A committed entry or snapshot could not be decoded: corruption or a version mismatch.
+    #[error("committed {what} at index {index} is unreadable: {detail}")]
+    Undecodable {
+        /// "entry" or "snapshot".
+        what: &'static str,
+        /// Log index.
+        index: u64,
+        /// Decoder message.
+        detail: String,
+    },
+}
+
+/// Something a client waits for.
+#[derive(Clone, Debug)]
+enum Waiting {
+    /// Applied result of a proposal.
+    Proposal { wait_placed: bool },
+    /// A read, once applied reaches the read index.
+    Read(ReadOp),
+}
+
+#[derive(Clone, Debug)]
+enum ReadOp {
+    Status(JobId),
+    Jobs,
+}
+
+/// One Raft group's replica. See the module docs.
+pub struct Replica<S: LogStore> {
+    cfg: ReplicaConfig,
+    node: RawNode<S>,
+    sm: StateMachine,
+    /// Peer addresses by id (replicated: carried by conf changes and snapshots).
+    peers: BTreeMap<u64, String>,
+    conf_state: ConfState,
+    /// Client tokens waiting for an applied proposal or a read.
+    waiting: BTreeMap<u64, Waiting>,
+    /// Submissions waiting for their job's first pass: job -> tokens.
+    wait_placed: BTreeMap<JobId, Vec<u64>>,
+    /// Reads whose index is known, waiting for apply: (read index, token).
+    reads: VecDeque<(u64, u64)>,
+    pass_inflight: bool,
+    conf_inflight: bool,
+    last_snapshot_index: u64,
+    rng: Option<u64>,
+    observed: (u64, StateRole, u64),
+    last_tick_command_ms: u64,
+    output: Output,
+}
+
+/// Log record: what a normal entry's data holds.
+fn encode_record(time_ms: u64, command: &Command) -> Vec<u8> {
+    let mut e = Encoder::default();
+    e.put_u8(RECORD_VERSION);
+    e.put_u64(time_ms);
+    e.put_bytes(&to_blob(command));
+    e.into_bytes()
+}
+
+fn decode_record(data: &[u8]) -> Result<(u64, Command), String> {
+    let mut d = Decoder::new(data);
+    let version = d.get_u8().map_err(|e| e.to_string())?;
+    if version != RECORD_VERSION {
+        return Err(format!(
+            "record version {version}, expected {RECORD_VERSION}"
+        ));
+    }
+    let time_ms = d.get_u64().map_err(|e| e.to_string())?;
+    let blob = d.get_bytes().map_err(|e| e.to_string())?;
+    d.finish().map_err(|e| e.to_string())?;
+    let command: Command = from_blob(blob).map_err(|e| e.to_string())?;
+    Ok((time_ms, command))
+}
+
+/// Snapshot data: the peer address book and the state machine snapshot.
+pub fn encode_snapshot_data(peers: &BTreeMap<u64, String>, sm: &StateMachine) -> Vec<u8> {
+    let mut e = Encoder::default();
+    e.put_u8(RECORD_VERSION);
+    e.put_count(peers.len());
+    for (id, addr) in peers {
+        e.put_u64(*id);
+        e.put_str(addr);
+    }
+    e.put_bytes(&sm.snapshot());
+    e.into_bytes()
+}
+
+/// Decodes [`encode_snapshot_data`].
+pub fn decode_snapshot_data(data: &[u8]) -> Result<(BTreeMap<u64, String>, StateMachine), String> {
+    let mut d = Decoder::new(data);
+    let version = d.get_u8().map_err(|e| e.to_string())?;
+    if version != RECORD_VERSION {
+        return Err(format!(
+            "snapshot version {version}, expected {RECORD_VERSION}"
+        ));
+    }
+    let n = d.get_count(4096, "peers").map_err(|e| e.to_string())?;
+    let mut peers = BTreeMap::new();
+    for _ in 0..n {
+        let id = d.get_u64().map_err(|e| e.to_string())?;
+        let addr = d.get_str().map_err(|e| e.to_string())?;
+        peers.insert(id, addr);
+    }
+    let blob = d.get_bytes().map_err(|e| e.to_string())?;
+    d.finish().map_err(|e| e.to_string())?;
+    let sm = StateMachine::restore(blob).map_err(|e| e.to_string())?;
+    Ok((peers, sm))
+}
+
+fn client_context(tag: u8, proposer: u64, token: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(17);
+    v.push(tag);
+    v.extend_from_slice(&proposer.to_le_bytes());
+    v.extend_from_slice(&token.to_le_bytes());
+    v
+}
+
+fn parse_context(ctx: &[u8]) -> Option<(u8, u64, u64)> {
+    if ctx.len() != 17 {
+        return None;
+    }
+    let proposer = u64::from_le_bytes(ctx[1..9].try_into().ok()?);
+    let token = u64::from_le_bytes(ctx[9..17].try_into().ok()?);
+    Some((ctx[0], proposer, token))
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Renders a job as one line: id, name, tenant, state, placement or reason.
+pub fn render_job(sm: &StateMachine, r: &JobRecord) -> String {
+    let topology = sm.topology();
+    let detail = match (&r.plan, &r.reason) {
+        (Some(plan), _) => render_plan(sm, plan),
+        (None, Some(why)) => format!("{:?}: {}", why.reason, why.message),
+        (None, None) => String::new(),
+    };
+    let _ = topology;
+    format!(
+        "{} {} {} {} {}",
+        r.id,
+        r.spec.name,
+        r.spec.tenant,
+        r.state.code(),
+        detail
+    )
+    .trim_end()
+    .to_string()
+}
+
+fn render_plan(sm: &StateMachine, plan: &sovra_scheduler::core::placement::Plan) -> String {
+    let topology = sm.topology();
+    let mut parts = Vec::with_capacity(plan.members.len());
+    for m in &plan.members {
+        let name = &topology.node(m.node).name;
+        parts.push(match m.take.gpus {
+            sovra_fabric::GpuTake::None => name.clone(),
+            sovra_fabric::GpuTake::Whole { mask } => {
+                let gpus: Vec<String> = (0..32)
+                    .filter(|b| mask & (1u32 << b) != 0)
+                    .map(|b| b.to_string())
+                    .collect();
+                format!("{name}{{{}}}", gpus.join(","))
+            }
+            sovra_fabric::GpuTake::Milli { local, milli } => format!("{name}{{{local}:{milli}m}}"),
+            sovra_fabric::GpuTake::Mig {
+                local,
+                compute,
+                memory,
+            } => format!("{name}{{{local}:mig{compute}c{memory}m}}"),
+        });
+    }
+    parts.join(" ")
+}
+
+impl<S: LogStore> Replica<S> {
+    /// Writes the founding configuration into an empty store: a snapshot at index 1, term 1,
+    /// with `voters` and the initial state. Every founding replica must be bootstrapped with
+    /// the same voters and state, so they start from the same snapshot.
+    pub fn bootstrap(
+        store: &mut S,
+        voters: &BTreeMap<u64, String>,
+        sm: &StateMachine,
+    ) -> Result<(), ReplicaError> {
+        let mut snapshot = Snapshot::default();
+        snapshot.set_data(encode_snapshot_data(voters, sm).into());
+        let meta = snapshot.mut_metadata();
+        meta.set_index(1);
+        meta.set_term(1);
+        meta.mut_conf_state()
+            .set_voters(voters.keys().copied().collect());
+        store.apply_snapshot(&snapshot)?;
+        store.sync()?;
+        Ok(())
+    }
+
+    /// Opens a replica over `store`. The state machine comes from the store's latest
+    /// snapshot; with none (a replica that will join an existing group), from `empty()`.
+    /// Committed entries after the snapshot are re-applied by the first [`Replica::ready`]
+    /// calls.
+    pub fn open(
+        cfg: ReplicaConfig,
+        store: S,
+        empty: impl FnOnce() -> StateMachine,
+    ) -> Result<Replica<S>, ReplicaError> {
+        let snapshot = store.latest_snapshot();
+        let index = snapshot.get_metadata().get_index();
+        let (peers, sm) = if index > 0 {
+            decode_snapshot_data(snapshot.get_data()).map_err(|detail| {
+                ReplicaError::Undecodable {
+                    what: "snapshot",
+                    index,
+                    detail,
+                }
+            })?
+        } else {
+            (BTreeMap::new(), empty())
+        };
+        let conf_state = store.conf_state();
+        let mut raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_tick,
+            heartbeat_tick: cfg.heartbeat_tick,
+            applied: index,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        if cfg.deterministic_seed.is_some() {
+            raft_cfg.min_election_tick = cfg.election_tick;
+            raft_cfg.max_election_tick = 2 * cfg.election_tick;
+        }
+        raft_cfg
+            .validate()
+            .map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let node = RawNode::new(&raft_cfg, store, &logger)
+            .map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        let mut replica = Replica {
+            rng: cfg
+                .deterministic_seed
+                .map(|s| s ^ cfg.id.wrapping_mul(0x9E37)),
+            cfg,
+            node,
+            sm,
+            peers,
+            conf_state,
+            waiting: BTreeMap::new(),
+            wait_placed: BTreeMap::new(),
+            reads: VecDeque::new(),
+            pass_inflight: false,
+            conf_inflight: false,
+            last_snapshot_index: index,
+            observed: (0, StateRole::Follower, 0),
+            last_tick_command_ms: 0,
+            output: Output::default(),
+        };
+        replica.after_input();
+        Ok(replica)
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> u64 {
+        self.cfg.id
+    }
+
+    /// The group.
+    pub fn group(&self) -> GroupId {
+        self.cfg.group
+    }
+
+    /// The applied state machine.
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.sm
+    }
+
+    /// Peer addresses (the replicated address book).
+    pub fn peers(&self) -> &BTreeMap<u64, String> {
+        &self.peers
+    }
+
+    /// Whether this replica leads.
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    /// The leader this replica knows of (0 if none).
+    pub fn leader_id(&self) -> u64 {
+        self.node.raft.leader_id
+    }
+
+    /// Current term.
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    /// Commit index.
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    /// Voters and learners.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// The store (for inspection).
+    pub fn store(&self) -> &S {
+        self.node.store()
+    }
+
+    /// Consumes the replica, returning its store (the simulation crashes it). The raft
+    /// node keeps an empty default store, dropped with it.
+    pub fn into_store(mut self) -> S
+    where
+        S: Default,
+    {
+        std::mem::take(self.node.mut_store())
+    }
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        self.node.tick();
+        self.after_input();
+    }
+
+    /// Delivers a peer's message. Messages for another group or this node are dropped.
+    pub fn step(&mut self, msg: Message) {
+        if msg.get_to() != self.cfg.id {
+            return;
+        }
+        // Errors here are messages from unknown peers or stale terms: raft ignores them.
+        let _ = self.node.step(msg);
+        self.after_input();
+    }
+
+    /// Makes this replica campaign at once (tests, leadership transfer).
+    pub fn campaign(&mut self) {
+        let _ = self.node.campaign();
+        self.after_input();
+    }
+
+    /// Starts a client operation; its reply comes from a later [`Replica::ready`] under
+    /// `token` (unique per outstanding request, chosen by the shell).
+    pub fn request(&mut self, token: u64, op: Op, now_ms: u64) {
+        if let Op::Leader = op {
+            let reply = match self.leader_hint() {
+                Some((id, addr)) => Reply::Leader { id, addr },
+                None => Reply::NotLeader { leader: None },
+            };
+            self.output.replies.push((token, reply));
+            return;
+        }
+        if !self.is_leader() {
+            let leader = self.leader_hint();
+            self.output
+                .replies
+                .push((token, Reply::NotLeader { leader }));
+            return;
+        }
+        let result = match op {
+            Op::Submit {
+                spec,
+                request,
+                wait_placed,
+            } => {
+                let command = Command::Submit {
+                    spec,
+                    request: Some(request),
+                };
+                self.waiting
+                    .insert(token, Waiting::Proposal { wait_placed });
+                self.node.propose(
+                    client_context(CTX_CLIENT, self.cfg.id, token),
+                    encode_record(now_ms, &command),
+                )
+            }
+            Op::Command(command) => {
+                self.waiting
+                    .insert(token, Waiting::Proposal { wait_placed: false });
+                self.node.propose(
+                    client_context(CTX_CLIENT, self.cfg.id, token),
+                    encode_record(now_ms, &command),
+                )
+            }
+            Op::Status { job } => {
+                self.waiting
+                    .insert(token, Waiting::Read(ReadOp::Status(job)));
+                self.node.read_index(token.to_le_bytes().to_vec());
+                Ok(())
+            }
+            Op::Jobs => {
+                self.waiting.insert(token, Waiting::Read(ReadOp::Jobs));
+                self.node.read_index(token.to_le_bytes().to_vec());
+                Ok(())
+            }
+            Op::AddNode { id, addr } => {
+                if self.conf_inflight {
+                    self.output.replies.push((
+                        token,
+                        Reply::Rejected("another membership change is in progress".into()),
+                    ));
+                    return;
+                }
+                if id == 0 || self.conf_state.voters.contains(&id) {
+                    self.output.replies.push((
+                        token,
+                        Reply::Rejected(format!("node {id} is already a voter")),
+                    ));
+                    return;
+                }
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::AddLearnerNode);
+                cc.set_node_id(id);
+                cc.set_context(addr.into_bytes().into());
+                self.waiting
+                    .insert(token, Waiting::Proposal { wait_placed: false });
+                self.conf_inflight = true;
+                self.node
+                    .propose_conf_change(client_context(CTX_CONF, self.cfg.id, token), cc)
+            }
+            Op::RemoveNode { id } => {
+                if self.conf_inflight {
+                    self.output.replies.push((
+                        token,
+                        Reply::Rejected("another membership change is in progress".into()),
+                    ));
+                    return;
+                }
+                if !self.conf_state.voters.contains(&id) && !self.conf_state.learners.contains(&id)
+                {
+                    self.output
+                        .replies
+                        .push((token, Reply::Rejected(format!("node {id} is not a member"))));
+                    return;
+                }
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::RemoveNode);
+                cc.set_node_id(id);
+                self.waiting
+                    .insert(token, Waiting::Proposal { wait_placed: false });
+                self.conf_inflight = true;
+                self.node
+                    .propose_conf_change(client_context(CTX_CONF, self.cfg.id, token), cc)
+            }
+            Op::Leader => unreachable!("answered above"),
+        };
+        if result.is_err() {
+            // Dropped (leadership is changing, or a conf change is pending).
+            self.waiting.remove(&token);
+            let leader = self.leader_hint();
+            self.output
+                .replies
+                .push((token, Reply::NotLeader { leader }));
+        }
+        self.after_input();
+    }
+
+    fn leader_hint(&self) -> Option<(u64, String)> {
+        let id = self.node.raft.leader_id;
+        (id != 0).then(|| (id, self.peers.get(&id).cloned().unwrap_or_default()))
+    }
+
+    /// Deterministic mode: re-draw the election timeout from the seed whenever raft may have
+    /// drawn one from its thread RNG (a term, role or leader change).
+    fn after_input(&mut self) {
+        let now = (
+            self.node.raft.term,
+            self.node.raft.state,
+            self.node.raft.leader_id,
+        );
+        if now != self.observed {
+            let role_changed = now.1 != self.observed.1 || now.0 != self.observed.0;
+            self.observed = now;
+            if let Some(rng) = self.rng.as_mut() {
+                let min = self.cfg.election_tick;
+                let t = min + (splitmix(rng) % min as u64) as usize;
+                self.node.raft.set_randomized_election_timeout(t);
+            }
+            if role_changed && self.node.raft.state != StateRole::Leader {
+                self.lost_leadership();
+            }
+        }
+    }
+
+    /// Fails every waiting client: they retry on the new leader (request ids make retried
+    /// submissions safe).
+    fn lost_leadership(&mut self) {
+        self.pass_inflight = false;
+        self.conf_inflight = false;
+        let leader = self.leader_hint();
+        for (token, _) in std::mem::take(&mut self.waiting) {
+            self.output.replies.push((
+                token,
+                Reply::NotLeader {
+                    leader: leader.clone(),
+                },
+            ));
+        }
+        for (_, tokens) in std::mem::take(&mut self.wait_placed) {
+            for token in tokens {
+                self.output.replies.push((
+                    token,
+                    Reply::NotLeader {
+                        leader: leader.clone(),
+                    },
+                ));
+            }
+        }
+        self.reads.clear();
+    }
+
+    /// Runs raft's Ready cycle until nothing is ready, proposing scheduling passes on the
+    /// leader. Returns everything to send and every reply.
+    pub fn ready(&mut self, now_ms: u64) -> Result<Output, ReplicaError> {
+        for _ in 0..16 {
+            self.maybe_propose(now_ms);
+            if !self.node.has_ready() {
+                break;
+            }
+            self.handle_ready()?;
+            self.after_input();
+        }
+        self.maybe_snapshot()?;
+        Ok(std::mem::take(&mut self.output))
+    }
+
+    fn maybe_propose(&mut self, now_ms: u64) {
+        if !self.is_leader() {
+            return;
+        }
+        // The leader's first entry of its term must commit before its view is current.
+        let term_start_committed = self
+            .node
+            .raft
+            .raft_log
+            .term(self.node.raft.raft_log.committed)
+            .is_ok_and(|t| t == self.node.raft.term);
+        if !term_start_committed {
+            return;
+        }
+        if !self.pass_inflight {
+            if let Some((pass, _)) = self.sm.plan_pass(self.cfg.max_plans) {
+                let ctx = client_context(CTX_PASS, self.cfg.id, 0);
+                if self.node.propose(ctx, encode_record(now_ms, &pass)).is_ok() {
+                    self.pass_inflight = true;
+                }
+            }
+        }
+        // Time limits: a Tick entry once a second while a running job has one.
+        if now_ms >= self.last_tick_command_ms + 1000 {
+            let limited = self
+                .sm
+                .jobs()
+                .any(|r| r.state == JobState::Running && r.spec.time_limit_ms.is_some());
+            if limited {
+                self.last_tick_command_ms = now_ms;
+                let ctx = client_context(CTX_PASS, self.cfg.id, 1);
+                let _ = self
+                    .node
+                    .propose(ctx, encode_record(now_ms, &Command::Tick));
+            }
+        }
+        // Promote learners that have caught up.
+        if !self.conf_inflight {
+            let commit = self.commit_index();
+            let ready: Option<u64> = self.conf_state.learners.iter().copied().find(|id| {
+                self.node
+                    .raft
+                    .prs()
+                    .get(*id)
+                    .is_some_and(|p| p.matched >= commit)
+            });
+            if let Some(id) = ready {
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::AddNode);
+                cc.set_node_id(id);
+                let ctx = client_context(CTX_CONF, self.cfg.id, 0);
+                if self.node.propose_conf_change(ctx, cc).is_ok() {
+                    self.conf_inflight = true;
+                }
+            }
+        }
+    }
+
+    /// Queues messages to send. A snapshot message is reported as sent at once: if it is
+    /// lost, the follower rejects the next append and the leader sends a snapshot again.
+    fn emit(&mut self, messages: Vec<Message>) {
+        for m in &messages {
+            if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                self.node
+                    .report_snapshot(m.get_to(), raft::SnapshotStatus::Finish);
+            }
+        }
+        self.output.messages.extend(messages);
+    }
+
+    fn handle_ready(&mut self) -> Result<(), ReplicaError> {
+        let mut ready = self.node.ready();
+        self.emit(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            let index = snapshot.get_metadata().get_index();
+            let (peers, sm) = decode_snapshot_data(snapshot.get_data()).map_err(|detail| {
+                ReplicaError::Undecodable {
+                    what: "snapshot",
+                    index,
+                    detail,
+                }
+            })?;
+            self.node.mut_store().apply_snapshot(&snapshot)?;
+            self.sm = sm;
+            self.peers = peers;
+            self.conf_state = snapshot.get_metadata().get_conf_state().clone();
+            self.last_snapshot_index = index;
+        }
+        let committed = ready.take_committed_entries();
+        self.apply_entries(committed)?;
+        if !ready.entries().is_empty() {
+            self.node.mut_store().append(ready.entries())?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.node.mut_store().set_hard_state(hs)?;
+        }
+        self.node.mut_store().sync()?;
+        self.emit(ready.take_persisted_messages());
+        let read_states = ready.take_read_states();
+        for rs in read_states {
+            if let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
+                self.reads.push_back((rs.index, u64::from_le_bytes(bytes)));
+            }
+        }
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().set_commit(commit)?;
+        }
+        self.emit(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply_entries(committed)?;
+        self.node.advance_apply();
+        self.answer_reads();
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), ReplicaError> {
+        for entry in entries {
+            self.output.applied_entries += 1;
+            let ctx = parse_context(entry.get_context());
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if entry.get_data().is_empty() {
+                        continue; // A new leader's empty entry.
+                    }
+                    self.apply_normal(&entry, ctx)?;
+                }
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(entry.get_data()).map_err(|e| {
+                        ReplicaError::Undecodable {
+                            what: "conf change",
+                            index: entry.get_index(),
+                            detail: e.to_string(),
+                        }
+                    })?;
+                    self.apply_conf_change(&cc, ctx)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    return Err(ReplicaError::Undecodable {
+                        what: "conf change v2",
+                        index: entry.get_index(),
+                        detail: "not used by sovrad".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(
+        &mut self,
+        cc: &ConfChange,
+        ctx: Option<(u8, u64, u64)>,
+    ) -> Result<(), ReplicaError> {
+        let id = cc.get_node_id();
+        match cc.get_change_type() {
+            ConfChangeType::AddLearnerNode | ConfChangeType::AddNode => {
+                if !cc.get_context().is_empty() {
+                    let addr = String::from_utf8_lossy(cc.get_context()).into_owned();
+                    self.peers.insert(id, addr);
+                }
+            }
+            ConfChangeType::RemoveNode => {
+                self.peers.remove(&id);
+            }
+        }
+        let cs = self
+            .node
+            .apply_conf_change(cc)
+            .map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        self.conf_state = cs;
+        if let Some((CTX_CONF, proposer, token)) = ctx {
+            if proposer == self.cfg.id {
+                self.conf_inflight = false;
+                if token != 0 && self.waiting.remove(&token).is_some() {
+                    self.output.replies.push((token, Reply::Ok));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_normal(
+        &mut self,
+        entry: &Entry,
+        ctx: Option<(u8, u64, u64)>,
+    ) -> Result<(), ReplicaError> {
+        let index = entry.get_index();
+        let (time_ms, command) =
+            decode_record(entry.get_data()).map_err(|detail| ReplicaError::Undecodable {
+                what: "entry",
+                index,
+                detail,
+            })?;
+        let is_pass = matches!(command, Command::SchedulePass { .. });
+        let applied = self.sm.apply(&SmEntry {
+            index,
+            time_ms,
+            command,
+        });
+        let mine = ctx.filter(|&(_, proposer, _)| proposer == self.cfg.id);
+        if is_pass && mine.is_some_and(|(tag, _, _)| tag == CTX_PASS) {
+            self.pass_inflight = false;
+        }
+        match &applied {
+            Applied::Scheduled { placed, .. } => {
+                self.output.placed.extend(placed.iter().copied());
+                self.answer_wait_placed();
+            }
+            Applied::Ended(jobs) => self.output.ended.extend(jobs.iter().copied()),
+            _ => {}
+        }
+        if let Some((CTX_CLIENT, _, token)) = mine {
+            if let Some(Waiting::Proposal { wait_placed }) = self.waiting.remove(&token) {
+                let reply = match applied {
+                    Applied::Submitted(job) => {
+                        if wait_placed && self.job_undecided(job) {
+                            self.wait_placed.entry(job).or_default().push(token);
+                            return Ok(());
+                        }
+                        self.submitted_reply(job)
+                    }
+                    Applied::Rejected(why) => Reply::Rejected(why),
+                    _ => Reply::Ok,
+                };
+                self.output.replies.push((token, reply));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a job has had no scheduling outcome yet (pending and never tried).
+    fn job_undecided(&self, job: JobId) -> bool {
+        self.sm
+            .job(job)
+            .is_some_and(|r| r.state == JobState::Pending && r.reason.is_none())
+    }
+
+    fn submitted_reply(&self, job: JobId) -> Reply {
+        let Some(r) = self.sm.job(job) else {
+            return Reply::Submitted {
+                job,
+                placed: None,
+                pending: None,
+            };
+        };
+        Reply::Submitted {
+            job,
+            placed: r.plan.as_ref().map(|p| render_plan(&self.sm, p)),
+            pending: r
+                .reason
+                .as_ref()
+                .map(|why| format!("{:?}: {}", why.reason, why.message)),
+        }
+    }
+
+    fn answer_wait_placed(&mut self) {
+        let decided: Vec<JobId> = self
+            .wait_placed
+            .keys()
+            .copied()
+            .filter(|&j| !self.job_undecided(j))
+            .collect();
+        for job in decided {
+            let reply = self.submitted_reply(job);
+            for token in self.wait_placed.remove(&job).unwrap_or_default() {
+                self.output.replies.push((token, reply.clone()));
+            }
+        }
+    }
+
+    fn answer_reads(&mut self) {
+        let applied = self.node.raft.raft_log.applied;
+        while let Some(&(index, token)) = self.reads.front() {
+            if index > applied {
+                break;
+            }
+            self.reads.pop_front();
+            let Some(Waiting::Read(op)) = self.waiting.remove(&token) else {
+                continue;
+            };
+            let reply = match op {
+                ReadOp::Status(job) => match self.sm.job(job) {
+                    Some(r) => Reply::Job(render_job(&self.sm, r)),
+                    None => Reply::Rejected(format!("unknown job {job}")),
+                },
+                ReadOp::Jobs => {
+                    let lines: Vec<String> =
+                        self.sm.jobs().map(|r| render_job(&self.sm, r)).collect();
+                    Reply::Jobs(lines.join("\n"))
+                }
+            };
+            self.output.replies.push((token, reply));
+        }
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), ReplicaError> {
+        let applied = self.node.raft.raft_log.applied;
+        if applied < self.last_snapshot_index + self.cfg.snapshot_every {
+            return Ok(());
+        }
+        let data = encode_snapshot_data(&self.peers, &self.sm);
+        let cs = self.conf_state.clone();
+        let store = self.node.mut_store();
+        store.create_snapshot(applied, &cs, data)?;
+        store.sync()?;
+        self.last_snapshot_index = applied;
+        Ok(())
+    }
+}
