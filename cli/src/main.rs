@@ -18,6 +18,7 @@ use sovra_scheduler::core::job::JobId;
 use sovra_scheduler::core::placement::{self, ClusterView, Outcome, PolicyConfig};
 use sovra_scheduler::core::state::StateMachine;
 
+mod remote;
 mod report;
 
 /// Exit code: bad usage or invalid input.
@@ -57,6 +58,49 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Submit a job file to the cluster.
+    Submit {
+        /// Job file TOML (docs/jobs.md).
+        job: PathBuf,
+        /// Wait for the first scheduling decision and print the placement or the reason.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
+    /// List jobs (a linearizable read from the leader).
+    Jobs {
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
+    /// Show one job.
+    Status {
+        /// Job id.
+        job: u64,
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// Job id.
+        job: u64,
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
+    /// Scheduler replicas: leader, membership.
+    Cluster {
+        #[command(subcommand)]
+        command: remote::ClusterCommand,
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
+    /// GPU nodes: drain, resume, fail, register.
+    Node {
+        #[command(subcommand)]
+        command: remote::NodeCommand,
+        #[command(flatten)]
+        conn: remote::Conn,
     },
 }
 
@@ -137,7 +181,44 @@ fn load_topology(path: &Path) -> Result<Topology, Failure> {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
+    use remote::{ClusterCommand, NodeCommand};
+    use sovrad::wire::ClientOp;
     match cli.command {
+        Command::Submit { job, wait, conn } => {
+            let text = read(&job)?;
+            sovra_scheduler::jobfile::parse_job(&text)
+                .map_err(|e| invalid(anyhow::anyhow!("{}: {e}", job.display())))?;
+            remote::call(
+                &conn,
+                ClientOp::Submit {
+                    job_toml: text,
+                    wait_placed: wait,
+                },
+            )
+        }
+        Command::Jobs { conn } => remote::call(&conn, ClientOp::Jobs),
+        Command::Status { job, conn } => remote::call(&conn, ClientOp::Status { job }),
+        Command::Cancel { job, conn } => remote::call(&conn, ClientOp::Cancel { job }),
+        Command::Cluster { command, conn } => {
+            let op = match command {
+                ClusterCommand::Leader => ClientOp::Leader,
+                ClusterCommand::Add { id, addr } => ClientOp::AddNode {
+                    id,
+                    addr: addr.to_string(),
+                },
+                ClusterCommand::Remove { id } => ClientOp::RemoveNode { id },
+            };
+            remote::call(&conn, op)
+        }
+        Command::Node { command, conn } => {
+            let op = match command {
+                NodeCommand::Drain { node } => ClientOp::Drain { node },
+                NodeCommand::Resume { node } => ClientOp::Resume { node },
+                NodeCommand::Fail { node } => ClientOp::FailNode { node },
+                NodeCommand::Register { node } => ClientOp::RegisterNode { node },
+            };
+            remote::call(&conn, op)
+        }
         Command::Topology(TopologyCommand::Check { file, json }) => {
             let topology = load_topology(&file)?;
             report::print_topology(&topology, json);

@@ -2,6 +2,14 @@
 //!
 //! - [`replica`]: one Raft group's replica, sans-IO (RawNode + the scheduler state machine).
 //! - [`storage`]: the durable Raft log ([`storage::redb_store`]) and the simulation's store.
+//! - [`node`]: the `sovrad` process: the event loop around a replica, store and transport.
+//! - [`tls`], [`wire`], [`transport`]: cluster PKI, the versioned wire protocol, and QUIC
+//!   with mutual TLS for peers and clients.
 
+pub mod client;
+pub mod node;
 pub mod replica;
 pub mod storage;
+pub mod tls;
+pub mod transport;
+pub mod wire;

@@ -517,6 +517,27 @@ impl<S: LogStore> Replica<S> {
         self.after_input();
     }
 
+    /// Hands leadership to the voter whose log is most up to date (graceful shutdown): it
+    /// campaigns at once instead of waiting for an election timeout.
+    pub fn transfer_leadership(&mut self) {
+        if !self.is_leader() || self.node.raft.lead_transferee.is_some() {
+            return;
+        }
+        let me = self.cfg.id;
+        let best = self
+            .conf_state
+            .voters
+            .iter()
+            .copied()
+            .filter(|&id| id != me)
+            .filter_map(|id| self.node.raft.prs().get(id).map(|p| (p.matched, id)))
+            .max();
+        if let Some((_, id)) = best {
+            self.node.transfer_leader(id);
+            self.after_input();
+        }
+    }
+
     /// Makes this replica campaign at once (tests, leadership transfer).
     pub fn campaign(&mut self) {
         let _ = self.node.campaign();

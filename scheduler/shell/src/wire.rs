@@ -1,0 +1,1055 @@
+//! The sovrad wire protocol, version 1: hand-encoded frames, separate from the core types.
+//!
+//! Every frame is
+//!
+//! ```text
+//! u32 length | u16 version (= 1) | u8 kind | payload
+//! ```
+//!
+//! all little-endian, where `length` counts the bytes after itself (3 + payload) and is at most
+//! [`FRAME_BYTES_MAX`]. Inside payloads, `str` and `bytes` are `u32 length | bytes` (strings
+//! are UTF-8), `bool` is one byte 0 or 1, and `option<T>` is one byte 0 (none) or 1 followed
+//! by `T`. A payload must be consumed exactly: trailing bytes are an error.
+//!
+//! | kind   | frame        | payload                                                    |
+//! |--------|--------------|------------------------------------------------------------|
+//! | `0x01` | `PeerHello`  | `str cluster, u64 group, u64 from`                         |
+//! | `0x02` | `Raft`       | `u64 group, bytes message` (protobuf raft message, opaque) |
+//! | `0x10` | `Request`    | `u64 client, u64 seq, u64 group, u8 op, op fields`         |
+//! | `0x11` | `Response`   | `u64 client, u64 seq, u8 result, result fields`            |
+//!
+//! | op     | [`ClientOp`]   | fields                           |
+//! |--------|----------------|----------------------------------|
+//! | `0x01` | `Submit`       | `str job_toml, bool wait_placed` |
+//! | `0x02` | `Cancel`       | `u64 job`                        |
+//! | `0x03` | `Status`       | `u64 job`                        |
+//! | `0x04` | `Jobs`         |                                  |
+//! | `0x05` | `Drain`        | `str node`                       |
+//! | `0x06` | `Resume`       | `str node`                       |
+//! | `0x07` | `FailNode`     | `str node`                       |
+//! | `0x08` | `RegisterNode` | `str node`                       |
+//! | `0x09` | `AddNode`      | `u64 id, str addr`               |
+//! | `0x0a` | `RemoveNode`   | `u64 id`                         |
+//! | `0x0b` | `Leader`       |                                  |
+//!
+//! | result | [`ClientResult`] | fields                                  |
+//! |--------|------------------|-----------------------------------------|
+//! | `0x01` | `Submitted`      | `u64 job, option<str> placed`           |
+//! | `0x02` | `Ok`             |                                         |
+//! | `0x03` | `Job`            | `str text`                              |
+//! | `0x04` | `Jobs`           | `str text`                              |
+//! | `0x05` | `NotLeader`      | `option<(u64 id, str addr)> leader`     |
+//! | `0x06` | `Error`          | `u16 code, str message`                 |
+//! | `0x07` | `Leader`         | `u64 id, str addr`                      |
+//!
+//! Extending: a new frame kind, op or result gets the next unused byte, and old peers reject
+//! it with a typed error. Changing the fields of an existing one needs a new protocol
+//! version. Decoding never panics and never allocates more than the input holds.
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The largest accepted value of a frame's length field.
+pub const FRAME_BYTES_MAX: u32 = 16 * 1024 * 1024;
+/// Bytes of the length field.
+const LENGTH_BYTES: usize = 4;
+/// Bytes of version and kind, counted by the length field.
+const HEAD_BYTES: usize = 3;
+/// [`read_frame`] reads at most this much at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+const _: () = assert!(FRAME_BYTES_MAX as u64 + (LENGTH_BYTES as u64) <= usize::MAX as u64);
+const _: () = assert!(FRAME_BYTES_MAX as usize > HEAD_BYTES);
+
+const KIND_PEER_HELLO: u8 = 0x01;
+const KIND_RAFT: u8 = 0x02;
+const KIND_REQUEST: u8 = 0x10;
+const KIND_RESPONSE: u8 = 0x11;
+
+/// `code`s of [`ClientResult::Error`] that the transport itself produces. The event loop's
+/// own codes start at 100.
+pub mod error_code {
+    /// The request frame could not be decoded, or was not a request.
+    pub const MALFORMED: u16 = 1;
+    /// The server dropped the request without a reply (e.g. it is shutting down).
+    pub const DROPPED: u16 = 2;
+    /// The server did not reply in time.
+    pub const TIMEOUT: u16 = 3;
+}
+
+/// One frame of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// First frame of a peer stream: who is sending, for which Raft group.
+    PeerHello {
+        /// The cluster name; must match the receiver's.
+        cluster: String,
+        /// The Raft group of the stream's messages.
+        group: u64,
+        /// The sender's node id; must match its certificate.
+        from: u64,
+    },
+    /// A Raft message; the transport never looks inside.
+    Raft {
+        /// The Raft group.
+        group: u64,
+        /// The protobuf-encoded raft message.
+        message: Vec<u8>,
+    },
+    /// A client request, alone on its own bidirectional stream.
+    Request(Request),
+    /// The answer to a [`Request`], on the same stream.
+    Response(Response),
+}
+
+impl Frame {
+    /// The frame's name, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Frame::PeerHello { .. } => "peer hello",
+            Frame::Raft { .. } => "raft",
+            Frame::Request(_) => "request",
+            Frame::Response(_) => "response",
+        }
+    }
+}
+
+/// Identifies a request for exactly-once execution: a client id and its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RequestId {
+    /// The client's id, chosen by the client.
+    pub client: u64,
+    /// Increases with each new request of the client; retries reuse it.
+    pub seq: u64,
+}
+
+/// A client request to a Raft group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The request id; echoed in the response.
+    pub id: RequestId,
+    /// The Raft group the request is for.
+    pub group: u64,
+    /// What to do.
+    pub op: ClientOp,
+}
+
+/// The operations a client can ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOp {
+    /// Submit a job given as TOML; optionally wait until it is placed.
+    Submit {
+        /// The job specification.
+        job_toml: String,
+        /// Reply only once the job is placed (or cannot be).
+        wait_placed: bool,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        job: u64,
+    },
+    /// A job's status (linearizable read).
+    Status {
+        /// The job id.
+        job: u64,
+    },
+    /// List jobs (linearizable read).
+    Jobs,
+    /// Stop placing work on a node.
+    Drain {
+        /// The node name.
+        node: String,
+    },
+    /// Undo a drain.
+    Resume {
+        /// The node name.
+        node: String,
+    },
+    /// Mark a node failed.
+    FailNode {
+        /// The node name.
+        node: String,
+    },
+    /// Register a (GPU) node with the scheduler.
+    RegisterNode {
+        /// The node name.
+        node: String,
+    },
+    /// Add a replica to the Raft group.
+    AddNode {
+        /// The replica's Raft node id.
+        id: u64,
+        /// The replica's address.
+        addr: String,
+    },
+    /// Remove a replica from the Raft group.
+    RemoveNode {
+        /// The replica's Raft node id.
+        id: u64,
+    },
+    /// Who leads the group.
+    Leader,
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The id of the request answered.
+    pub id: RequestId,
+    /// The outcome.
+    pub result: ClientResult,
+}
+
+/// Outcomes of client requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientResult {
+    /// A job was accepted.
+    Submitted {
+        /// The job id.
+        job: u64,
+        /// The placement, as text, when the request waited for it.
+        placed: Option<String>,
+    },
+    /// Done.
+    Ok,
+    /// One job, as text.
+    Job {
+        /// The rendering.
+        text: String,
+    },
+    /// The job list, as text.
+    Jobs {
+        /// The rendering.
+        text: String,
+    },
+    /// This replica does not lead; try the leader if known.
+    NotLeader {
+        /// The leader's node id and address, if known.
+        leader: Option<(u64, String)>,
+    },
+    /// The request failed.
+    Error {
+        /// See [`error_code`] for the transport's codes.
+        code: u16,
+        /// Why, lower case.
+        message: String,
+    },
+    /// The current leader.
+    Leader {
+        /// Its node id.
+        id: u64,
+        /// Its address.
+        addr: String,
+    },
+}
+
+/// Why bytes are not a valid frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The length field is over [`FRAME_BYTES_MAX`].
+    #[error("frame length {len} exceeds the limit of {FRAME_BYTES_MAX} bytes")]
+    Oversize {
+        /// The length field.
+        len: u32,
+    },
+    /// The length field is too small to hold version and kind.
+    #[error("frame length {len} is shorter than the 3-byte version and kind")]
+    Undersize {
+        /// The length field.
+        len: u32,
+    },
+    /// A protocol version this build does not speak.
+    #[error("unsupported protocol version {version} (this build speaks {PROTOCOL_VERSION})")]
+    Version {
+        /// The version field.
+        version: u16,
+    },
+    /// An unknown frame kind.
+    #[error("unknown frame kind {kind:#04x}")]
+    Kind {
+        /// The kind byte.
+        kind: u8,
+    },
+    /// An unknown op or result tag.
+    #[error("unknown {what} tag {tag:#04x}")]
+    Tag {
+        /// "op" or "result".
+        what: &'static str,
+        /// The tag byte.
+        tag: u8,
+    },
+    /// The payload ends inside a field.
+    #[error("truncated {what}")]
+    Truncated {
+        /// The field being read.
+        what: &'static str,
+    },
+    /// A string field that is not UTF-8.
+    #[error("{what} is not valid utf-8")]
+    Utf8 {
+        /// The field.
+        what: &'static str,
+    },
+    /// A bool or option byte other than 0 or 1.
+    #[error("invalid {what} byte {byte:#04x}")]
+    Flag {
+        /// The field.
+        what: &'static str,
+        /// The byte.
+        byte: u8,
+    },
+    /// Bytes left over after the payload's last field.
+    #[error("trailing bytes after the {kind} payload: {count}")]
+    Trailing {
+        /// The frame's kind name.
+        kind: &'static str,
+        /// How many bytes.
+        count: usize,
+    },
+}
+
+/// Failures of [`read_frame`] and [`write_frame`].
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The bytes read are not a valid frame.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame ({read} of {expected} bytes)")]
+    Incomplete {
+        /// Bytes of the frame read.
+        read: usize,
+        /// Bytes the frame needed.
+        expected: usize,
+    },
+    /// Reading failed (stream reset, connection lost).
+    #[error("reading frame: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// Writing failed (stream stopped, connection lost).
+    #[error("writing frame: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// The frame to write is over [`FRAME_BYTES_MAX`]; nothing was written.
+    #[error("{kind} frame of {len} bytes exceeds the limit of {FRAME_BYTES_MAX} bytes")]
+    TooLarge {
+        /// The frame's kind name.
+        kind: &'static str,
+        /// Its encoded length, without the length field.
+        len: usize,
+    },
+}
+
+/// Encodes a frame. A frame whose length exceeds [`FRAME_BYTES_MAX`] gets a length field
+/// that every decoder rejects; [`write_frame`] refuses to send one.
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&[0; LENGTH_BYTES]);
+    put_u16(&mut out, PROTOCOL_VERSION);
+    match frame {
+        Frame::PeerHello {
+            cluster,
+            group,
+            from,
+        } => {
+            put_u8(&mut out, KIND_PEER_HELLO);
+            put_str(&mut out, cluster);
+            put_u64(&mut out, *group);
+            put_u64(&mut out, *from);
+        }
+        Frame::Raft { group, message } => {
+            put_u8(&mut out, KIND_RAFT);
+            put_u64(&mut out, *group);
+            put_bytes(&mut out, message);
+        }
+        Frame::Request(request) => {
+            put_u8(&mut out, KIND_REQUEST);
+            put_request_id(&mut out, request.id);
+            put_u64(&mut out, request.group);
+            put_op(&mut out, &request.op);
+        }
+        Frame::Response(response) => {
+            put_u8(&mut out, KIND_RESPONSE);
+            put_request_id(&mut out, response.id);
+            put_result(&mut out, &response.result);
+        }
+    }
+    let len = u32::try_from(out.len() - LENGTH_BYTES).unwrap_or(u32::MAX);
+    out[..LENGTH_BYTES].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// Decodes the first frame in `buf`: `Ok(None)` while `buf` holds only a prefix of a frame,
+/// `Ok(Some((frame, n)))` with the `n` bytes it used, or an error as soon as the bytes seen
+/// cannot start a valid frame (an oversize length is rejected before its payload arrives).
+pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
+    let Some(len_bytes) = buf.first_chunk::<LENGTH_BYTES>() else {
+        return Ok(None);
+    };
+    let len = check_len(u32::from_le_bytes(*len_bytes))?;
+    let head = &buf[LENGTH_BYTES..];
+    if let Some(version) = head.first_chunk::<2>() {
+        check_version(u16::from_le_bytes(*version))?;
+    }
+    if let Some(&kind) = head.get(2) {
+        check_kind(kind)?;
+    }
+    let Some(body) = head.get(..len) else {
+        return Ok(None);
+    };
+    let frame = decode_body(body)?;
+    Ok(Some((frame, LENGTH_BYTES + len)))
+}
+
+/// Reads one frame; `Ok(None)` when the stream finishes cleanly between frames.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Frame>, StreamError> {
+    let mut len_bytes = [0; LENGTH_BYTES];
+    match recv.read_exact(&mut len_bytes).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(quinn::ReadExactError::FinishedEarly(read)) => {
+            return Err(StreamError::Incomplete {
+                read,
+                expected: LENGTH_BYTES,
+            });
+        }
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    let len = check_len(u32::from_le_bytes(len_bytes))?;
+    // Grow with the data that actually arrives, not with what the length field claims.
+    let mut body = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
+    while body.len() < len {
+        let want = (len - body.len()).min(READ_CHUNK_BYTES);
+        match recv.read_chunk(want, true).await? {
+            Some(chunk) => body.extend_from_slice(&chunk.bytes),
+            None => {
+                let read = LENGTH_BYTES + body.len();
+                return Err(StreamError::Incomplete {
+                    read,
+                    expected: LENGTH_BYTES + len,
+                });
+            }
+        }
+    }
+    Ok(Some(decode_body(&body)?))
+}
+
+/// Writes one frame.
+pub async fn write_frame(send: &mut quinn::SendStream, frame: &Frame) -> Result<(), StreamError> {
+    let bytes = encode(frame);
+    let len = bytes.len() - LENGTH_BYTES;
+    if len > FRAME_BYTES_MAX as usize {
+        return Err(StreamError::TooLarge {
+            kind: frame.kind_name(),
+            len,
+        });
+    }
+    send.write_all(&bytes).await?;
+    Ok(())
+}
+
+/// The encoded size of a raft frame carrying `message_bytes`, without the length field.
+pub fn raft_frame_bytes(message_bytes: usize) -> usize {
+    HEAD_BYTES + 8 + 4 + message_bytes
+}
+
+fn check_len(len: u32) -> Result<usize, DecodeError> {
+    if len > FRAME_BYTES_MAX {
+        return Err(DecodeError::Oversize { len });
+    }
+    if (len as usize) < HEAD_BYTES {
+        return Err(DecodeError::Undersize { len });
+    }
+    Ok(len as usize)
+}
+
+fn check_version(version: u16) -> Result<(), DecodeError> {
+    match version {
+        PROTOCOL_VERSION => Ok(()),
+        _ => Err(DecodeError::Version { version }),
+    }
+}
+
+fn check_kind(kind: u8) -> Result<(), DecodeError> {
+    match kind {
+        KIND_PEER_HELLO | KIND_RAFT | KIND_REQUEST | KIND_RESPONSE => Ok(()),
+        _ => Err(DecodeError::Kind { kind }),
+    }
+}
+
+/// Decodes `version | kind | payload`, all of which must be used.
+fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
+    let mut reader = Reader { buf: body };
+    check_version(reader.u16("version")?)?;
+    let kind = reader.u8("kind")?;
+    let frame = match kind {
+        KIND_PEER_HELLO => Frame::PeerHello {
+            cluster: reader.string("cluster")?,
+            group: reader.u64("group")?,
+            from: reader.u64("from")?,
+        },
+        KIND_RAFT => Frame::Raft {
+            group: reader.u64("group")?,
+            message: reader.bytes("message")?,
+        },
+        KIND_REQUEST => Frame::Request(Request {
+            id: reader.request_id()?,
+            group: reader.u64("group")?,
+            op: reader.op()?,
+        }),
+        KIND_RESPONSE => Frame::Response(Response {
+            id: reader.request_id()?,
+            result: reader.result()?,
+        }),
+        _ => return Err(DecodeError::Kind { kind }),
+    };
+    if !reader.buf.is_empty() {
+        return Err(DecodeError::Trailing {
+            kind: frame.kind_name(),
+            count: reader.buf.len(),
+        });
+    }
+    Ok(frame)
+}
+
+fn put_u8(out: &mut Vec<u8>, value: u8) {
+    out.push(value);
+}
+
+fn put_u16(out: &mut Vec<u8>, value: u16) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_bool(out: &mut Vec<u8>, value: bool) {
+    out.push(u8::from(value));
+}
+
+fn put_bytes(out: &mut Vec<u8>, value: &[u8]) {
+    // Over-long fields only occur in frames far beyond FRAME_BYTES_MAX, which `encode` marks
+    // as oversize; saturating keeps the bytes unambiguous up to that point.
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+fn put_str(out: &mut Vec<u8>, value: &str) {
+    put_bytes(out, value.as_bytes());
+}
+
+fn put_request_id(out: &mut Vec<u8>, id: RequestId) {
+    put_u64(out, id.client);
+    put_u64(out, id.seq);
+}
+
+fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
+    match op {
+        ClientOp::Submit {
+            job_toml,
+            wait_placed,
+        } => {
+            put_u8(out, 0x01);
+            put_str(out, job_toml);
+            put_bool(out, *wait_placed);
+        }
+        ClientOp::Cancel { job } => {
+            put_u8(out, 0x02);
+            put_u64(out, *job);
+        }
+        ClientOp::Status { job } => {
+            put_u8(out, 0x03);
+            put_u64(out, *job);
+        }
+        ClientOp::Jobs => put_u8(out, 0x04),
+        ClientOp::Drain { node } => {
+            put_u8(out, 0x05);
+            put_str(out, node);
+        }
+        ClientOp::Resume { node } => {
+            put_u8(out, 0x06);
+            put_str(out, node);
+        }
+        ClientOp::FailNode { node } => {
+            put_u8(out, 0x07);
+            put_str(out, node);
+        }
+        ClientOp::RegisterNode { node } => {
+            put_u8(out, 0x08);
+            put_str(out, node);
+        }
+        ClientOp::AddNode { id, addr } => {
+            put_u8(out, 0x09);
+            put_u64(out, *id);
+            put_str(out, addr);
+        }
+        ClientOp::RemoveNode { id } => {
+            put_u8(out, 0x0a);
+            put_u64(out, *id);
+        }
+        ClientOp::Leader => put_u8(out, 0x0b),
+    }
+}
+
+fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
+    match result {
+        ClientResult::Submitted { job, placed } => {
+            put_u8(out, 0x01);
+            put_u64(out, *job);
+            match placed {
+                None => put_u8(out, 0),
+                Some(placed) => {
+                    put_u8(out, 1);
+                    put_str(out, placed);
+                }
+            }
+        }
+        ClientResult::Ok => put_u8(out, 0x02),
+        ClientResult::Job { text } => {
+            put_u8(out, 0x03);
+            put_str(out, text);
+        }
+        ClientResult::Jobs { text } => {
+            put_u8(out, 0x04);
+            put_str(out, text);
+        }
+        ClientResult::NotLeader { leader } => {
+            put_u8(out, 0x05);
+            match leader {
+                None => put_u8(out, 0),
+                Some((id, addr)) => {
+                    put_u8(out, 1);
+                    put_u64(out, *id);
+                    put_str(out, addr);
+                }
+            }
+        }
+        ClientResult::Error { code, message } => {
+            put_u8(out, 0x06);
+            put_u16(out, *code);
+            put_str(out, message);
+        }
+        ClientResult::Leader { id, addr } => {
+            put_u8(out, 0x07);
+            put_u64(out, *id);
+            put_str(out, addr);
+        }
+    }
+}
+
+/// Reads fields from the front of a payload.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated { what });
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let (head, rest) = self
+            .buf
+            .split_first_chunk::<N>()
+            .ok_or(DecodeError::Truncated { what })?;
+        self.buf = rest;
+        Ok(*head)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        self.array::<1>(what).map(|[byte]| byte)
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        self.array(what).map(u16::from_le_bytes)
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        self.array(what).map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        self.array(what).map(u64::from_le_bytes)
+    }
+
+    fn flag(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(DecodeError::Flag { what, byte }),
+        }
+    }
+
+    fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, DecodeError> {
+        let len = self.u32(what)?;
+        // Checked against the input before allocating.
+        let len = usize::try_from(len).map_err(|_| DecodeError::Truncated { what })?;
+        self.take(len, what).map(<[u8]>::to_vec)
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        String::from_utf8(self.bytes(what)?).map_err(|_| DecodeError::Utf8 { what })
+    }
+
+    fn request_id(&mut self) -> Result<RequestId, DecodeError> {
+        Ok(RequestId {
+            client: self.u64("client")?,
+            seq: self.u64("seq")?,
+        })
+    }
+
+    fn op(&mut self) -> Result<ClientOp, DecodeError> {
+        let op = match self.u8("op")? {
+            0x01 => ClientOp::Submit {
+                job_toml: self.string("job_toml")?,
+                wait_placed: self.flag("wait_placed")?,
+            },
+            0x02 => ClientOp::Cancel {
+                job: self.u64("job")?,
+            },
+            0x03 => ClientOp::Status {
+                job: self.u64("job")?,
+            },
+            0x04 => ClientOp::Jobs,
+            0x05 => ClientOp::Drain {
+                node: self.string("node")?,
+            },
+            0x06 => ClientOp::Resume {
+                node: self.string("node")?,
+            },
+            0x07 => ClientOp::FailNode {
+                node: self.string("node")?,
+            },
+            0x08 => ClientOp::RegisterNode {
+                node: self.string("node")?,
+            },
+            0x09 => ClientOp::AddNode {
+                id: self.u64("id")?,
+                addr: self.string("addr")?,
+            },
+            0x0a => ClientOp::RemoveNode {
+                id: self.u64("id")?,
+            },
+            0x0b => ClientOp::Leader,
+            tag => return Err(DecodeError::Tag { what: "op", tag }),
+        };
+        Ok(op)
+    }
+
+    fn result(&mut self) -> Result<ClientResult, DecodeError> {
+        let result = match self.u8("result")? {
+            0x01 => ClientResult::Submitted {
+                job: self.u64("job")?,
+                placed: match self.flag("placed option")? {
+                    false => None,
+                    true => Some(self.string("placed")?),
+                },
+            },
+            0x02 => ClientResult::Ok,
+            0x03 => ClientResult::Job {
+                text: self.string("text")?,
+            },
+            0x04 => ClientResult::Jobs {
+                text: self.string("text")?,
+            },
+            0x05 => ClientResult::NotLeader {
+                leader: match self.flag("leader option")? {
+                    false => None,
+                    true => Some((self.u64("leader id")?, self.string("leader addr")?)),
+                },
+            },
+            0x06 => ClientResult::Error {
+                code: self.u16("code")?,
+                message: self.string("message")?,
+            },
+            0x07 => ClientResult::Leader {
+                id: self.u64("id")?,
+                addr: self.string("addr")?,
+            },
+            tag => {
+                return Err(DecodeError::Tag {
+                    what: "result",
+                    tag,
+                })
+            }
+        };
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{expect, Expect};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Sixteen bytes a line.
+    fn hex(bytes: &[u8]) -> String {
+        let line = |chunk: &[u8]| chunk.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>();
+        bytes
+            .chunks(16)
+            .map(|chunk| line(chunk).join(" ") + "\n")
+            .collect()
+    }
+
+    /// Pins the encoding of `frame` (the wire format must not drift) and checks it decodes.
+    fn check(frame: Frame, expect: Expect) {
+        let bytes = encode(&frame);
+        expect.assert_eq(&hex(&bytes));
+        assert_eq!(decode(&bytes), Ok(Some((frame, bytes.len()))));
+    }
+
+    #[test]
+    fn encodings_are_pinned() {
+        check(
+            Frame::PeerHello {
+                cluster: "c1".into(),
+                group: 1,
+                from: 2,
+            },
+            expect![[r#"
+                19 00 00 00 01 00 01 02 00 00 00 63 31 01 00 00
+                00 00 00 00 00 02 00 00 00 00 00 00 00
+            "#]],
+        );
+        check(
+            Frame::Raft {
+                group: 1,
+                message: vec![0xaa, 0xbb],
+            },
+            expect![[r#"
+                11 00 00 00 01 00 02 01 00 00 00 00 00 00 00 02
+                00 00 00 aa bb
+            "#]],
+        );
+        check(
+            Frame::Request(Request {
+                id: RequestId { client: 3, seq: 4 },
+                group: 1,
+                op: ClientOp::Submit {
+                    job_toml: "x".into(),
+                    wait_placed: true,
+                },
+            }),
+            expect![[r#"
+                22 00 00 00 01 00 10 03 00 00 00 00 00 00 00 04
+                00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 01
+                01 00 00 00 78 01
+            "#]],
+        );
+        check(
+            Frame::Response(Response {
+                id: RequestId { client: 3, seq: 4 },
+                result: ClientResult::NotLeader {
+                    leader: Some((2, "h".into())),
+                },
+            }),
+            expect![[r#"
+                22 00 00 00 01 00 11 03 00 00 00 00 00 00 00 04
+                00 00 00 00 00 00 00 05 01 02 00 00 00 00 00 00
+                00 01 00 00 00 68
+            "#]],
+        );
+    }
+
+    #[test]
+    fn bad_input_gets_typed_errors() {
+        let check_err = |bytes: &[u8], expect: Expect| {
+            let got = match decode(bytes) {
+                Ok(got) => format!("ok {got:?}"),
+                Err(e) => e.to_string(),
+            };
+            expect.assert_eq(&got);
+        };
+        check_err(&[], expect!["ok None"]);
+        check_err(&[3, 0, 0], expect!["ok None"]);
+        check_err(
+            &[0, 0, 0, 2],
+            expect!["frame length 33554432 exceeds the limit of 16777216 bytes"],
+        );
+        check_err(
+            &[2, 0, 0, 0, 1, 0],
+            expect!["frame length 2 is shorter than the 3-byte version and kind"],
+        );
+        check_err(
+            &[3, 0, 0, 0, 2, 0],
+            expect!["unsupported protocol version 2 (this build speaks 1)"],
+        );
+        check_err(
+            &[3, 0, 0, 0, 1, 0, 0x7f],
+            expect!["unknown frame kind 0x7f"],
+        );
+        check_err(&[3, 0, 0, 0, 1, 0, 0x02], expect!["truncated group"]);
+        check_err(
+            &[8, 0, 0, 0, 1, 0, 0x01, 9, 0, 0, 0, b'a'],
+            expect!["truncated cluster"],
+        );
+        check_err(
+            &[12, 0, 0, 0, 1, 0, 0x01, 1, 0, 0, 0, 0xff, 0, 0, 0, 0],
+            expect!["cluster is not valid utf-8"],
+        );
+        let mut request = encode(&Frame::Request(Request {
+            id: RequestId::default(),
+            group: 0,
+            op: ClientOp::Jobs,
+        }));
+        *request.last_mut().unwrap() = 0x42;
+        check_err(&request, expect!["unknown op tag 0x42"]);
+        let mut hello = encode(&Frame::PeerHello {
+            cluster: String::new(),
+            group: 0,
+            from: 0,
+        });
+        hello[0] += 1;
+        hello.push(0);
+        check_err(
+            &hello,
+            expect!["trailing bytes after the peer hello payload: 1"],
+        );
+        let mut submit = encode(&Frame::Request(Request {
+            id: RequestId::default(),
+            group: 0,
+            op: ClientOp::Submit {
+                job_toml: String::new(),
+                wait_placed: false,
+            },
+        }));
+        *submit.last_mut().unwrap() = 2;
+        check_err(&submit, expect!["invalid wait_placed byte 0x02"]);
+    }
+
+    #[test]
+    fn oversize_frames_encode_to_a_rejected_length() {
+        let len = FRAME_BYTES_MAX as usize;
+        let frame = Frame::Raft {
+            group: 0,
+            message: vec![0; len],
+        };
+        assert_eq!(raft_frame_bytes(len), len + 15);
+        let bytes = encode(&frame);
+        assert_eq!(bytes.len(), LENGTH_BYTES + raft_frame_bytes(len));
+        assert_eq!(
+            decode(&bytes),
+            Err(DecodeError::Oversize {
+                len: FRAME_BYTES_MAX + 15
+            })
+        );
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![Just(String::new()), "[a-z0-9 ]{0,12}", any::<String>()]
+    }
+
+    fn op() -> impl Strategy<Value = ClientOp> {
+        prop_oneof![
+            (text(), any::<bool>()).prop_map(|(job_toml, wait_placed)| ClientOp::Submit {
+                job_toml,
+                wait_placed
+            }),
+            any::<u64>().prop_map(|job| ClientOp::Cancel { job }),
+            any::<u64>().prop_map(|job| ClientOp::Status { job }),
+            Just(ClientOp::Jobs),
+            text().prop_map(|node| ClientOp::Drain { node }),
+            text().prop_map(|node| ClientOp::Resume { node }),
+            text().prop_map(|node| ClientOp::FailNode { node }),
+            text().prop_map(|node| ClientOp::RegisterNode { node }),
+            (any::<u64>(), text()).prop_map(|(id, addr)| ClientOp::AddNode { id, addr }),
+            any::<u64>().prop_map(|id| ClientOp::RemoveNode { id }),
+            Just(ClientOp::Leader),
+        ]
+    }
+
+    fn result() -> impl Strategy<Value = ClientResult> {
+        prop_oneof![
+            (any::<u64>(), proptest::option::of(text()))
+                .prop_map(|(job, placed)| ClientResult::Submitted { job, placed }),
+            Just(ClientResult::Ok),
+            text().prop_map(|text| ClientResult::Job { text }),
+            text().prop_map(|text| ClientResult::Jobs { text }),
+            proptest::option::of((any::<u64>(), text()))
+                .prop_map(|leader| ClientResult::NotLeader { leader }),
+            (any::<u16>(), text())
+                .prop_map(|(code, message)| ClientResult::Error { code, message }),
+            (any::<u64>(), text()).prop_map(|(id, addr)| ClientResult::Leader { id, addr }),
+        ]
+    }
+
+    fn request_id() -> impl Strategy<Value = RequestId> {
+        (any::<u64>(), any::<u64>()).prop_map(|(client, seq)| RequestId { client, seq })
+    }
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            (text(), any::<u64>(), any::<u64>()).prop_map(|(cluster, group, from)| {
+                Frame::PeerHello {
+                    cluster,
+                    group,
+                    from,
+                }
+            }),
+            (any::<u64>(), vec(any::<u8>(), 0..64))
+                .prop_map(|(group, message)| Frame::Raft { group, message }),
+            (request_id(), any::<u64>(), op())
+                .prop_map(|(id, group, op)| Frame::Request(Request { id, group, op })),
+            (request_id(), result())
+                .prop_map(|(id, result)| Frame::Response(Response { id, result })),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn frames_round_trip(frame in frame(), tail in vec(any::<u8>(), 0..8)) {
+            let mut bytes = encode(&frame);
+            let len = bytes.len();
+            bytes.extend_from_slice(&tail);
+            prop_assert_eq!(decode(&bytes), Ok(Some((frame, len))));
+        }
+
+        #[test]
+        fn prefixes_need_more_bytes(frame in frame(), cut in any::<prop::sample::Index>()) {
+            let bytes = encode(&frame);
+            let cut = cut.index(bytes.len());
+            prop_assert_eq!(decode(&bytes[..cut]), Ok(None));
+        }
+
+        #[test]
+        fn shortened_payloads_are_errors(frame in frame(), cut in any::<prop::sample::Index>()) {
+            let mut bytes = encode(&frame);
+            let body = bytes.len() - LENGTH_BYTES;
+            let cut = 1 + cut.index(body);
+            bytes.truncate(bytes.len() - cut);
+            let len = u32::try_from(body - cut).unwrap();
+            bytes[..LENGTH_BYTES].copy_from_slice(&len.to_le_bytes());
+            prop_assert!(decode(&bytes).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..96)) {
+            // Whatever decodes must re-encode to exactly the bytes used: one encoding per frame.
+            if let Ok(Some((frame, used))) = decode(&bytes) {
+                prop_assert_eq!(&encode(&frame)[..], &bytes[..used]);
+            }
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(
+            frame in frame(),
+            flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let mut bytes = encode(&frame);
+            for (at, value) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] = value;
+            }
+            if let Ok(Some((frame, used))) = decode(&bytes) {
+                prop_assert_eq!(&encode(&frame)[..], &bytes[..used]);
+            }
+        }
+    }
+}
