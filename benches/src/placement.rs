@@ -8,7 +8,8 @@
 //!
 //! A sample counts as placed when it produced a plan. A case that mostly fails measures the
 //! unschedulable path (a full diagnostic scan) instead of the placement path, so callers must
-//! look at [`Measurement::placed`] before reading the timings.
+//! look at [`Measurement::placed`] before reading the timings. `gang_1024` exists to measure
+//! that path on purpose: on the benchmark fill at 0.9 occupancy no spine has room for it.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -52,6 +53,10 @@ pub enum Case {
     /// A gang of 64 × 8 GPUs that must share a spine, in any of the four jurisdictions.
     #[value(name = "gang_512")]
     Gang512,
+    /// A gang of 128 × 8 GPUs that must share a spine, in any of the four jurisdictions: the
+    /// unschedulable path at 0.9 occupancy, where no spine has 128 free nodes.
+    #[value(name = "gang_1024")]
+    Gang1024,
     /// An inference service of 8 × 1 GPU spread over leaves within 20 ms of `sin1`.
     #[value(name = "inference_8")]
     Inference8,
@@ -59,11 +64,12 @@ pub enum Case {
 
 impl Case {
     /// Every case, in report order.
-    pub const ALL: [Case; 5] = [
+    pub const ALL: [Case; 6] = [
         Case::SingleGpu,
         Case::FractionalGpu,
         Case::Gang64,
         Case::Gang512,
+        Case::Gang1024,
         Case::Inference8,
     ];
 
@@ -74,6 +80,7 @@ impl Case {
             Case::FractionalGpu => "fractional_gpu",
             Case::Gang64 => "gang_64",
             Case::Gang512 => "gang_512",
+            Case::Gang1024 => "gang_1024",
             Case::Inference8 => "inference_8",
         }
     }
@@ -160,6 +167,12 @@ pub fn job(case: Case, topology: &Topology, seed: u64) -> JobSpec {
                 8 * MILLI_PER_CPU,
                 64 * MIB_PER_GIB,
                 gang(64, Level::Spine),
+            ),
+            Case::Gang1024 => (
+                all_jurisdictions,
+                8 * MILLI_PER_CPU,
+                64 * MIB_PER_GIB,
+                gang(128, Level::Spine),
             ),
             Case::Inference8 => (
                 all_jurisdictions,
@@ -292,9 +305,46 @@ mod tests {
                 ("fractional_gpu", 20),
                 ("gang_64", 20),
                 ("gang_512", 0),
+                ("gang_1024", 0),
                 ("inference_8", 20),
             ]
         );
+    }
+
+    /// On the benchmark cluster, the gang cases time the path they are meant to: at 0.5 and
+    /// 0.9 every gang of 64 and 512 GPUs places (in every jurisdiction `gang_64` draws), and
+    /// `gang_1024` places at 0.5 but never at 0.9. Every sample sees the filled cluster: the
+    /// ledger is not changed by measuring.
+    #[test]
+    fn gang_cases_take_the_intended_path_on_the_benchmark_cluster() {
+        let config = Config {
+            samples: 16,
+            warmup: 0,
+            seed: 1,
+        };
+        let mut out = Vec::new();
+        for occupancy in [0.5, 0.9] {
+            let (topology, ledger) = cluster(4096, occupancy, 1).unwrap();
+            let before = ledger.clone();
+            for case in [Case::Gang64, Case::Gang512, Case::Gang1024] {
+                let m = measure(&topology, &ledger, case, &config);
+                out.push((occupancy.to_string(), case.name(), m.placed));
+            }
+            assert!(ledger == before, "measuring leaves the ledger as filled");
+        }
+        let expected = [
+            ("0.5", "gang_64", 16),
+            ("0.5", "gang_512", 16),
+            ("0.5", "gang_1024", 16),
+            ("0.9", "gang_64", 16),
+            ("0.9", "gang_512", 16),
+            ("0.9", "gang_1024", 0),
+        ];
+        let expected: Vec<(String, &str, usize)> = expected
+            .iter()
+            .map(|&(o, c, n)| (o.to_string(), c, n))
+            .collect();
+        assert_eq!(out, expected);
     }
 
     #[test]

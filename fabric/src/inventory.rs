@@ -6,8 +6,8 @@
 //! DTOs (core types do not derive serde) and never leave this module.
 //!
 //! Node groups keep large sites short: one `[[site.nodes]]` table names its nodes with a Slurm
-//! hostlist (`syd1-n[001-128]`) and can split them over auto-named leaves and spines
-//! (`nodes_per_leaf`, `leaves_per_spine`).
+//! hostlist (`syd1-n[001-128]`, expanded by [`crate::slurm::hostlist`] exactly as Slurm does)
+//! and can split them over auto-named leaves and spines (`nodes_per_leaf`, `leaves_per_spine`).
 //!
 //! Errors are one line and say where: TOML and shape errors (syntax, unknown field, wrong type,
 //! malformed `gpus` string) carry toml's line and column; field errors carry the line of their
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::jurisdiction::Jurisdiction;
+use crate::slurm::hostlist;
 use crate::topology::{
     standard_mig_profiles, GpuDesc, GpuModelDesc, MigProfile, NicDesc, NodeDesc, SiteDesc,
     SiteFabric, SiteLinkDesc, Topology, TopologyDesc, TopologyError, GPUS_PER_NODE_MAX,
@@ -31,6 +32,7 @@ use crate::topology::{
 const INVENTORY_VERSION: u32 = 1;
 /// Most names one hostlist may expand to.
 const HOSTLIST_NAMES_MAX: usize = 1_000_000;
+const _: () = assert!(HOSTLIST_NAMES_MAX <= hostlist::HOSTS_MAX);
 /// Most nodes one inventory may declare.
 const INVENTORY_NODES_MAX: usize = 1_000_000;
 /// Most NICs the `"4x400"` shorthand may give one node.
@@ -1011,99 +1013,35 @@ fn convert_matrix(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hostlists. Private on purpose: a small Slurm subset, independent of `slurm.rs`.
+// Hostlists.
 
-/// Expands a Slurm-style hostlist: `n[001-032,40]`, several bracket groups (`r[1-2]n[1-4]`,
-/// the leftmost varies slowest) and comma lists outside brackets (`a1,b[1-2]`). A range is
-/// zero-padded to the width of its first number.
-fn expand_names(hostlist: &str) -> Result<Vec<String>, String> {
-    if hostlist.trim().is_empty() {
+/// Expands a hostlist field (`names`, `leaf`, `spine`, `nvlink_domain`) with Slurm's own
+/// syntax and order ([`hostlist::expand`], the same code as the Slurm import), so a hostlist
+/// names the same nodes, in the same order, here as in a `slurm.conf`. An inventory is stricter
+/// than Slurm in three ways, each a likely typo in a hand-written file: an empty or blank
+/// hostlist, whitespace or control characters (Slurm would split at spaces), and empty names
+/// (`a,,b`, `a,`, which Slurm skips) are errors. At most [`HOSTLIST_NAMES_MAX`] names.
+fn expand_names(text: &str) -> Result<Vec<String>, String> {
+    if text.trim().is_empty() {
         return Err("empty hostlist".to_string());
     }
-    if let Some(c) = hostlist
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(format!("invalid character {c:?} in hostlist {hostlist:?}"));
+    let quoted = hostlist::quote(text);
+    if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("hostlist {quoted}: invalid character {c:?}"));
     }
-    // Split at commas outside brackets, then each piece into literal text and bracket groups.
-    let mut pieces: Vec<Vec<Vec<String>>> = Vec::new();
-    let mut total = 0usize;
-    let mut rest = hostlist;
-    while !rest.is_empty() {
-        let mut parts: Vec<Vec<String>> = Vec::new();
-        let mut count = 1usize;
-        loop {
-            let stop = rest.find(['[', ']', ',']).unwrap_or(rest.len());
-            parts.push(vec![rest[..stop].to_string()]);
-            rest = &rest[stop..];
-            if !rest.starts_with('[') {
-                break;
-            }
-            let close = rest
-                .find(']')
-                .ok_or_else(|| format!("unclosed '[' in {hostlist:?}"))?;
-            let group = expand_group(&rest[1..close]).map_err(|e| format!("{hostlist:?}: {e}"))?;
-            count = count.saturating_mul(group.len());
-            if total.saturating_add(count) > HOSTLIST_NAMES_MAX {
-                return Err(format!(
-                    "{hostlist:?} expands to more than {HOSTLIST_NAMES_MAX} names"
-                ));
-            }
-            parts.push(group);
-            rest = &rest[close + 1..];
-        }
-        if rest.starts_with(']') {
-            return Err(format!("unmatched ']' in {hostlist:?}"));
-        }
-        if parts.iter().all(|p| p.len() == 1 && p[0].is_empty()) {
-            return Err(format!("empty name in {hostlist:?}"));
-        }
-        total += count;
-        pieces.push(parts);
-        if let Some(after) = rest.strip_prefix(',') {
-            if after.is_empty() {
-                return Err(format!("empty name in {hostlist:?}"));
-            }
-            rest = after;
-        }
+    let names = hostlist::expand(text).map_err(|e| e.to_string())?;
+    // Brackets hold no empty element once `expand` has accepted them, so these commas are
+    // outside brackets.
+    if text.starts_with(',') || text.ends_with(',') || text.contains(",,") {
+        return Err(format!("hostlist {quoted}: empty name"));
     }
-    let mut names = Vec::with_capacity(total);
-    for parts in pieces {
-        let mut acc = vec![String::new()];
-        for part in parts {
-            acc = acc
-                .iter()
-                .flat_map(|p| part.iter().map(move |s| format!("{p}{s}")))
-                .collect();
-        }
-        names.extend(acc);
+    if names.len() > HOSTLIST_NAMES_MAX {
+        return Err(format!(
+            "hostlist {quoted}: expands to more than {HOSTLIST_NAMES_MAX} names"
+        ));
     }
+    assert!(!names.is_empty(), "a non-blank hostlist names something");
     Ok(names)
-}
-
-/// Expands the inside of one bracket group: `001-032,40`.
-fn expand_group(group: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for item in group.split(',') {
-        let (lo, hi) = item.split_once('-').unwrap_or((item, item));
-        let number = |s: &str| {
-            let ok = !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
-            ok.then(|| s.parse::<u64>().expect("digits"))
-                .ok_or_else(|| format!("bad range {item:?}"))
-        };
-        let (start, end) = (number(lo)?, number(hi)?);
-        if start > end {
-            return Err(format!("range {item:?} is reversed"));
-        }
-        if end - start >= (HOSTLIST_NAMES_MAX - out.len()) as u64 {
-            return Err(format!(
-                "range {item:?} has more than {HOSTLIST_NAMES_MAX} names"
-            ));
-        }
-        out.extend((start..=end).map(|i| format!("{i:0width$}", width = lo.len())));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -1571,7 +1509,7 @@ mod tests {
         check(
             "names = \"n[1-\"\ncpus = 8\nmemory_gb = 64",
             expect![[r#"
-                line 5: node group "n[1-": names: unclosed '[' in "n[1-"
+                line 5: node group "n[1-": names: hostlist "n[1-": unbalanced brackets
             "#]],
         );
         check(
@@ -1708,7 +1646,7 @@ mod tests {
         check(
             &format!("{NODE}nvlink_domain = \"d[\""),
             expect![[r#"
-                line 5: node group "n[1-4]": nvlink_domain: unclosed '[' in "d["
+                line 5: node group "n[1-4]": nvlink_domain: hostlist "d[": unbalanced brackets
             "#]],
         );
         check(
@@ -1972,68 +1910,145 @@ mod tests {
 
     #[test]
     fn hostlists() {
-        let check = |hostlist: &str, expect: Expect| {
-            let actual = match expand_names(hostlist) {
+        let cases = [
+            "n1",
+            "n[001-003,40]",
+            "n[8-11]",
+            "r[1-2]n[1-2]",
+            "a1,b[1-2],c",
+            "syd1-n[0001-1024]",
+            "[1-3]",
+            "n[0-65535]",
+            "r[0-15]n[0-62499]",
+            // Slurm's syntax and limits (`scontrol show hostnames` 22.05).
+            "r[0-15]n[0-62500]",
+            "n[0-65536]",
+            "r[1-2]n[1-2]-ib",
+            "n[0-99999999999999999999]",
+            "n[3-1]",
+            "n[1-2",
+            "n[1-2]]",
+            "n]",
+            "n[a-b]",
+            "n[1--2]",
+            "n[]",
+            // Stricter than Slurm.
+            "n 1",
+            "n[1,\t2]",
+            "",
+            "  ",
+            "a,,b",
+            "a,",
+            ",a",
+            ",",
+            &format!("{}[1-2", "n".repeat(70)),
+        ];
+        let mut out = String::new();
+        for text in cases {
+            let actual = match expand_names(text) {
                 Ok(names) if names.len() > 8 => {
-                    format!(
-                        "{} names: {} .. {}",
-                        names.len(),
-                        names[0],
-                        names[names.len() - 1]
-                    )
+                    let last = &names[names.len() - 1];
+                    format!("{} names: {} .. {last}", names.len(), names[0])
                 }
                 Ok(names) => names.join(" "),
-                Err(e) => format!("error: {e}"),
+                Err(e) => {
+                    assert!(!e.contains('\n'), "multi-line error: {e}");
+                    format!("error: {e}")
+                }
             };
-            expect.assert_eq(&actual);
-        };
-        check("n1", expect!["n1"]);
-        check("n[001-003,40]", expect!["n001 n002 n003 n40"]);
-        check("n[8-11]", expect!["n8 n9 n10 n11"]);
-        check(
-            "r[1-2]n[1-2]-ib",
-            expect!["r1n1-ib r1n2-ib r2n1-ib r2n2-ib"],
+            // Wrapped, continuation lines indented, to fit the line limit.
+            let line = wrap(&format!("{text:?} => {actual}"));
+            out += &line.trim_end().replace('\n', "\n    ");
+            out.push('\n');
+        }
+        expect![[r#"
+            "n1" => n1
+            "n[001-003,40]" => n001 n002 n003 n40
+            "n[8-11]" => n8 n9 n10 n11
+            "r[1-2]n[1-2]" => r1n1 r1n2 r2n1 r2n2
+            "a1,b[1-2],c" => a1 b1 b2 c
+            "syd1-n[0001-1024]" => 1024 names: syd1-n0001 .. syd1-n1024
+            "[1-3]" => 1 2 3
+            "n[0-65535]" => 65536 names: n0 .. n65535
+            "r[0-15]n[0-62499]" => 1000000 names: r0n0 .. r15n62499
+            "r[0-15]n[0-62500]" => error: hostlist "r[0-15]n[0-62500]": expands to more than
+                1000000 hosts
+            "n[0-65536]" => error: hostlist "n[0-65536]": "0-65536" has more than 65536
+                hosts
+            "r[1-2]n[1-2]-ib" => error: hostlist "r[1-2]n[1-2]-ib": a bracket group must end
+                the name
+            "n[0-99999999999999999999]" => error: hostlist "n[0-99999999999999999999]":
+                "0-99999999999999999999" is not a number or a range of numbers
+            "n[3-1]" => error: hostlist "n[3-1]": range "3-1" is reversed
+            "n[1-2" => error: hostlist "n[1-2": unbalanced brackets
+            "n[1-2]]" => error: hostlist "n[1-2]]": unbalanced brackets
+            "n]" => error: hostlist "n]": unbalanced brackets
+            "n[a-b]" => error: hostlist "n[a-b]": "a-b" is not a number or a range of
+                numbers
+            "n[1--2]" => error: hostlist "n[1--2]": "1--2" is not a number or a range of
+                numbers
+            "n[]" => error: hostlist "n[]": "" is not a number or a range of numbers
+            "n 1" => error: hostlist "n 1": invalid character ' '
+            "n[1,\t2]" => error: hostlist "n[1,\t2]": invalid character '\t'
+            "" => error: empty hostlist
+            "  " => error: empty hostlist
+            "a,,b" => error: hostlist "a,,b": empty name
+            "a," => error: hostlist "a,": empty name
+            ",a" => error: hostlist ",a": empty name
+            "," => error: hostlist ",": empty name
+            "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn[1-2" =>
+                error: hostlist
+                "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"…:
+                unbalanced brackets
+        "#]]
+        .assert_eq(&out);
+    }
+
+    /// Three or more bracket groups: the last varies fastest, then the first, the second, …,
+    /// the one before last slowest, as in Slurm (not plain lexicographic order).
+    #[test]
+    fn hostlists_three_groups_follow_slurm() {
+        let names = expand_names("r[1-2]c[1-2]n[1-2]").unwrap();
+        expect![[r#"
+            r1c1n1 r1c1n2 r2c1n1 r2c1n2 r1c2n1 r1c2n2 r2c2n1 r2c2n2
+        "#]]
+        .assert_eq(&(names.join(" ") + "\n"));
+        for text in [
+            "r[1-2]c[1-2]n[1-2]",
+            "a[1-2]b[3-4]c[5-6]",
+            "a[1-2]b[1-2]c[1-2]d[1-2]",
+            "dc[1-2]-r[01-03]-n[8-10],x[0-1]y[5,7]z[2]",
+            "syd1-s[0-1]-l[00-15]-n[000-031]",
+        ] {
+            assert_eq!(
+                expand_names(text),
+                Ok(hostlist::expand(text).unwrap()),
+                "{text}"
+            );
+        }
+        // The order decides which nodes share a leaf: 4 per leaf, in hostlist order.
+        let text = format!(
+            "{SITE}\n[[site.nodes]]\nnames = \"r[1-2]c[1-2]n[1-2]\"\ncpus = 8\nmemory_gb = 64\n\
+             nodes_per_leaf = 4\n"
         );
-        check("a1,b[1-2],c", expect!["a1 b1 b2 c"]);
-        check(
-            "syd1-n[0001-1024]",
-            expect!["1024 names: syd1-n0001 .. syd1-n1024"],
-        );
-        check("[1-3]", expect!["1 2 3"]);
-        check("n[0-999999]", expect!["1000000 names: n0 .. n999999"]);
-        check(
-            "n[0-1000000]",
-            expect![[r#"error: "n[0-1000000]": range "0-1000000" has more than 1000000 names"#]],
-        );
-        check(
-            "n[0-999][0-9999]",
-            expect![[r#"error: "n[0-999][0-9999]" expands to more than 1000000 names"#]],
-        );
-        check(
-            "n[0-99999999999999999999]",
-            expect![[r#"error: "n[0-99999999999999999999]": bad range "0-99999999999999999999""#]],
-        );
-        check(
-            "n[3-1]",
-            expect![[r#"error: "n[3-1]": range "3-1" is reversed"#]],
-        );
-        check("n[1-2", expect![[r#"error: unclosed '[' in "n[1-2""#]]);
-        check("n[1-2]]", expect![[r#"error: unmatched ']' in "n[1-2]]""#]]);
-        check("n]", expect![[r#"error: unmatched ']' in "n]""#]]);
-        check("n[a-b]", expect![[r#"error: "n[a-b]": bad range "a-b""#]]);
-        check(
-            "n[1--2]",
-            expect![[r#"error: "n[1--2]": bad range "1--2""#]],
-        );
-        check("n[]", expect![[r#"error: "n[]": bad range """#]]);
-        check(
-            "n 1",
-            expect![[r#"error: invalid character ' ' in hostlist "n 1""#]],
-        );
-        check("", expect!["error: empty hostlist"]);
-        check("a,,b", expect![[r#"error: empty name in "a,,b""#]]);
-        check("a,", expect![[r#"error: empty name in "a,""#]]);
-        check(",a", expect![[r#"error: empty name in ",a""#]]);
+        let topo = load_inventory(&text).unwrap();
+        let leaves: Vec<String> = topo
+            .leaves()
+            .iter()
+            .map(|l| {
+                let nodes = l.nodes.start as usize..l.nodes.end as usize;
+                let names: Vec<&str> = topo.nodes()[nodes]
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect();
+                format!("{}: {}", l.name, names.join(" "))
+            })
+            .collect();
+        expect![[r#"
+            l0: r1c1n1 r1c1n2 r2c1n1 r2c1n2
+            l1: r1c2n1 r1c2n2 r2c2n1 r2c2n2
+        "#]]
+        .assert_eq(&(leaves.join("\n") + "\n"));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! [`generate`] turns a [`SynthConfig`] (a regular site → spine → leaf → node shape) into a
 //! [`TopologyDesc`]; [`SynthConfig::four_sites`] is the standard benchmark inventory: four
 //! sovereign sites in four jurisdictions. [`fill`] then brings an empty [`Ledger`] to a target
-//! GPU occupancy the way a long-running cluster looks: skewed across spines and leaves, with
-//! whole-node jobs, small jobs scattered over shared nodes, fractional GPU shares, and CPU or
-//! memory sometimes running out before the GPUs do.
+//! GPU occupancy the way a long-running cluster looks: skewed across spines and leaves the way
+//! a packing, topology-aware scheduler leaves it (most subtrees fuller than the average, a few
+//! mostly free), with whole-node jobs, small jobs scattered over shared nodes, fractional GPU
+//! shares, and CPU or memory sometimes running out before the GPUs do.
 //!
 //! Everything here is deterministic: names and shapes depend only on the config, and all
 //! randomness comes from a [`SplitMix64`] seeded by the caller.
@@ -365,17 +366,36 @@ fn spread_pick(i: usize, picked: usize, total: usize) -> bool {
 // Occupancy.
 
 /// How [`fill`] occupies a cluster.
+///
+/// Every site gets the target occupancy. Within a site the spines, and within a spine the
+/// leaves, get skewed occupancies: the children of a parent are ranked in random order, and
+/// the child at rank quantile `q` (in `0..1`, fullest first) gets the offset
+/// `skew × (1 − (t + 1) × q^t)` from its parent's occupancy, where `t` is [`skew_tail`]. The
+/// offsets average 0 and run from `+skew` for the fullest child down to `−t × skew` for the
+/// emptiest; they are then shifted together, and clamped to 0..=1 (no spine above 0.98 unless
+/// its site needs it), so that the children hold exactly the parent's share. With `t = 1` the
+/// spread is uniform within `± skew`; with the default `t = 3` most children sit a little above
+/// the mean and a few far below it. That is what best-fit, topology-aware placement (Slurm's
+/// `topology/tree`, sovra's rankers) leaves behind on a busy cluster: jobs pile onto the
+/// fullest subtree that takes them, so at 0.9 occupancy many leaves are full, the others are
+/// fragmented, and every site still has a spine with a few mostly free leaves, where large
+/// gangs fit.
+///
+/// [`skew_tail`]: FillConfig::skew_tail
 #[derive(Clone, Debug, PartialEq)]
 pub struct FillConfig {
     /// Target fraction of all GPUs that are allocated (anything taken on them: whole, a
     /// fractional share, or a MIG instance), 0..=1. [`fill`] hits it to the GPU (rounded) unless
     /// nodes are unschedulable.
     pub occupancy: f64,
-    /// Each spine's occupancy is drawn uniformly within ± this of the target (stratified, so
-    /// the spread is always used), then shifted so the total is exact.
+    /// How far above its site's occupancy the fullest spine of the site is drawn, 0..=1.
     pub spine_skew: f64,
-    /// Each leaf's occupancy is drawn the same way within ± this of its spine's.
+    /// How far above its spine's occupancy the fullest leaf of the spine is drawn, 0..=1.
     pub leaf_skew: f64,
+    /// The exponent `t` of the skew's shape, 1..=[`SKEW_TAIL_MAX`]: the emptiest child of a
+    /// parent is drawn `t` times as far below the parent's occupancy as the fullest is above
+    /// it. 1 is a uniform spread.
+    pub skew_tail: u32,
     /// Fraction of a leaf's allocated GPUs that go to whole-node jobs.
     pub whole_node_share: f64,
     /// Fraction of a leaf's allocated GPUs that are only partly used (one or two fractional
@@ -387,8 +407,9 @@ impl Default for FillConfig {
     fn default() -> FillConfig {
         FillConfig {
             occupancy: 0.5,
-            spine_skew: 0.08,
-            leaf_skew: 0.3,
+            spine_skew: 0.2,
+            leaf_skew: 0.4,
+            skew_tail: 3,
             whole_node_share: 0.5,
             fractional_share: 0.1,
         }
@@ -438,18 +459,27 @@ const _: () = assert!(
 const SECOND_SHARE_ONE_IN: u64 = 4;
 /// Most MIG instances [`fill`] puts on one MIG GPU.
 const MIG_INSTANCES_MAX: usize = 3;
+/// Largest [`FillConfig::skew_tail`].
+pub const SKEW_TAIL_MAX: u32 = 16;
+/// No spine is drawn fuller than this, unless its site's share needs it: jobs end at random
+/// times, so even the busiest spine has some free GPUs scattered over it. (A leaf may be full.)
+const SPINE_OCCUPANCY_MAX: f64 = 0.98;
 /// Bisection steps when shifting drawn occupancies to hit a total.
 const BISECTION_STEPS: usize = 100;
 
 /// Brings an empty `ledger` to `cfg.occupancy` of all GPUs allocated, deterministically for
 /// `seed`, using only [`Ledger::check`] and [`Ledger::take`].
 ///
-/// The shape aims at what benchmarks of placement need: spines differ (at 0.9 some still have
-/// hundreds of free GPUs while others are nearly full), leaves within a spine differ more, and
-/// within a leaf there are nodes running one whole-node job, shared nodes fragmented by
+/// The shape aims at what benchmarks of placement need (see [`FillConfig`] for the skew):
+/// sites are equally full, spines within a site differ, leaves within a spine differ more,
+/// and within a leaf there are nodes running one whole-node job, shared nodes fragmented by
 /// randomly placed 4-, 2- and 1-GPU jobs and fractional shares (some short of CPU or memory
-/// before their GPUs run out), and free nodes. MIG-mode GPUs get one to three MIG instances
-/// each. A leaf that cannot hold its share passes the rest on to the next leaf.
+/// before their GPUs run out), and free nodes. With the default skew on
+/// [`SynthConfig::four_sites`] at 0.9 occupancy, every site has one spine 98% full and one with
+/// about 70 to 85 fully free nodes (of 512), most of them in three or four mostly free leaves:
+/// a gang of 64 whole nodes fits in every site, one of 128 nowhere. MIG-mode GPUs get one to
+/// three MIG instances each. A leaf that cannot hold its share passes the rest on to the next
+/// leaf.
 ///
 /// Jobs ask for CPU and memory in proportion to their GPUs, with noise, but always leave a
 /// minimal request (100 milli-CPU, 256 MiB) for each GPU of the node nothing uses yet; when a
@@ -475,6 +505,11 @@ pub fn fill(topology: &Topology, ledger: &mut Ledger, cfg: &FillConfig, seed: u6
             "fill: {name} is {value}, outside 0..=1"
         );
     }
+    assert!(
+        (1..=SKEW_TAIL_MAX).contains(&cfg.skew_tail),
+        "fill: skew_tail is {}, outside 1..={SKEW_TAIL_MAX}",
+        cfg.skew_tail
+    );
     for (i, spec) in topology.nodes().iter().enumerate() {
         let free = ledger.node(NodeId::from_idx(i));
         let empty = free.cpu_milli == spec.cpu_milli && free.memory_mib == spec.memory_mib;
@@ -499,6 +534,11 @@ pub fn fill(topology: &Topology, ledger: &mut Ledger, cfg: &FillConfig, seed: u6
         .iter()
         .map(|s| s.leaves.clone().map(|l| leaf_gpus(l as usize)).sum())
         .collect();
+    let site_gpus: Vec<u64> = topology
+        .sites()
+        .iter()
+        .map(|s| s.spines.clone().map(|sp| spine_gpus[sp as usize]).sum())
+        .collect();
 
     let mut filler = Filler {
         topology,
@@ -511,33 +551,48 @@ pub fn fill(topology: &Topology, ledger: &mut Ledger, cfg: &FillConfig, seed: u6
         gpus_allocated_partly: 0,
         milli_allocated: 0,
     };
-    let spine_targets = apportion(
-        &spine_gpus,
-        cfg.occupancy,
-        cfg.spine_skew,
-        target,
-        &mut filler.rng,
-    );
-    let mut carry = 0u64;
-    for (spine, (&spine_target, &capacity)) in spine_targets.iter().zip(&spine_gpus).enumerate() {
-        let leaves = topology.spines()[spine].leaves.clone();
-        let capacities: Vec<u64> = leaves.clone().map(|l| leaf_gpus(l as usize)).collect();
-        let mean = if capacity == 0 {
-            0.0
-        } else {
-            spine_target as f64 / capacity as f64
-        };
-        let leaf_targets = apportion(
-            &capacities,
-            mean,
-            cfg.leaf_skew,
-            spine_target,
-            &mut filler.rng,
-        );
-        for (leaf, leaf_target) in leaves.zip(leaf_targets) {
-            let got = filler.fill_leaf(leaf as usize, leaf_target + carry);
-            carry = leaf_target + carry - got;
+    let rng = &mut filler.rng;
+    // Sites in proportion, spines skewed within their site, leaves within their spine.
+    let flat = Skew {
+        skew: 0.0,
+        tail: 1,
+        ceiling: 1.0,
+    };
+    let spine_skew = Skew {
+        skew: cfg.spine_skew,
+        tail: cfg.skew_tail,
+        ceiling: SPINE_OCCUPANCY_MAX,
+    };
+    let leaf_skew = Skew {
+        skew: cfg.leaf_skew,
+        tail: cfg.skew_tail,
+        ceiling: 1.0,
+    };
+    let mut leaf_targets: Vec<u64> = Vec::with_capacity(topology.leaves().len());
+    for (site, site_target) in apportion(&site_gpus, flat, target, rng)
+        .into_iter()
+        .enumerate()
+    {
+        let spines = topology.sites()[site].spines.clone();
+        let capacities: Vec<u64> = spines.clone().map(|s| spine_gpus[s as usize]).collect();
+        let spine_targets = apportion(&capacities, spine_skew, site_target, rng);
+        for (spine, spine_target) in spines.zip(spine_targets) {
+            let leaves = topology.spines()[spine as usize].leaves.clone();
+            assert_eq!(
+                leaves.start as usize,
+                leaf_targets.len(),
+                "leaves in tree order"
+            );
+            let capacities: Vec<u64> = leaves.map(|l| leaf_gpus(l as usize)).collect();
+            leaf_targets.extend(apportion(&capacities, leaf_skew, spine_target, rng));
         }
+    }
+    assert_eq!(leaf_targets.len(), topology.leaves().len());
+    assert_eq!(leaf_targets.iter().sum::<u64>(), target);
+    let mut carry = 0u64;
+    for (leaf, leaf_target) in leaf_targets.into_iter().enumerate() {
+        let got = filler.fill_leaf(leaf, leaf_target + carry);
+        carry = leaf_target + carry - got;
     }
     // What leaves could not hold (on unschedulable nodes) is offered to every leaf again.
     for leaf in 0..topology.leaves().len() {
@@ -582,17 +637,35 @@ fn allocated_gpus(topology: &Topology, ledger: &Ledger) -> u64 {
         .count() as u64
 }
 
-/// Splits `total` over items of `capacities` so that item `i` gets about `capacities[i] ×
-/// x_i`, where the `x_i` are drawn uniformly within `mean ± skew`, one per stratum of
-/// `2 × skew / n` in random order, then shifted together (and clamped to 0..=1) until they add
-/// up to `total`. The result adds up to `total` exactly and respects the capacities.
-fn apportion(
-    capacities: &[u64],
-    mean: f64,
+/// The spread [`apportion`] gives children around their parent's occupancy (see
+/// [`FillConfig`]).
+#[derive(Clone, Copy, Debug)]
+struct Skew {
+    /// How far above the mean the fullest child is drawn.
     skew: f64,
-    total: u64,
-    rng: &mut SplitMix64,
-) -> Vec<u64> {
+    /// The emptiest child is drawn `tail` times as far below the mean.
+    tail: u32,
+    /// The fullest any child may be, unless the parent's total needs more.
+    ceiling: f64,
+}
+
+impl Skew {
+    /// The offset of the child at rank quantile `q` in `0..1`: from `+skew` at 0 down to
+    /// `−tail × skew` at 1, averaging 0 over `q`. Integer powers by multiplication, so the
+    /// result is the same on every platform.
+    fn offset(self, q: f64) -> f64 {
+        let q_pow = (0..self.tail).fold(1.0, |acc, _| acc * q);
+        self.skew * (1.0 - (f64::from(self.tail) + 1.0) * q_pow)
+    }
+}
+
+/// Splits `total` over items of `capacities` so that item `i` gets about `capacities[i] ×
+/// x_i`, where the `x_i` are skewed ([`Skew::offset`]): the items take the rank quantiles
+/// `(k + 1/4 + u/2) / n`, `k` in a random order and `u` uniform in `[0, 1)` (the middle half of
+/// each stratum, so the spread is always used and neighbours never swap), then their offsets
+/// are shifted together, and clamped to `0..=ceiling`, until they add up to `total`. The
+/// result adds up to `total` exactly and respects the capacities.
+fn apportion(capacities: &[u64], skew: Skew, total: u64, rng: &mut SplitMix64) -> Vec<u64> {
     let capacity: u64 = capacities.iter().sum();
     assert!(total <= capacity, "apportion {total} over {capacity}");
     let n = capacities.len();
@@ -600,17 +673,24 @@ fn apportion(
     rng.shuffle(&mut strata);
     let base: Vec<f64> = strata
         .iter()
-        .map(|&k| mean + skew * (2.0 * (k as f64 + rng.unit_f64()) / n as f64 - 1.0))
+        .map(|&k| skew.offset((k as f64 + 0.25 + 0.5 * rng.unit_f64()) / n as f64))
         .collect();
+    assert!(skew.ceiling > 0.0 && skew.ceiling <= 1.0);
+    let ceiling = if capacity == 0 {
+        1.0
+    } else {
+        skew.ceiling.max(total as f64 / capacity as f64)
+    };
     let mass = |shift: f64| -> f64 {
         capacities
             .iter()
             .zip(&base)
-            .map(|(&c, &b)| c as f64 * (b + shift).clamp(0.0, 1.0))
+            .map(|(&c, &b)| c as f64 * (b + shift).clamp(0.0, ceiling))
             .sum()
     };
-    // mass(lo) = 0 and mass(hi) = capacity, whatever was drawn.
-    let (mut lo, mut hi) = (-2.0 - mean - skew, 2.0 - mean + skew);
+    // Offsets lie in -tail × skew..=skew, so mass(lo) = 0 and mass(hi) = capacity × ceiling,
+    // which is at least `total`.
+    let (mut lo, mut hi) = (-1.0 - skew.skew, 1.0 + f64::from(skew.tail) * skew.skew);
     for _ in 0..BISECTION_STEPS {
         let mid = (lo + hi) / 2.0;
         if mass(mid) < total as f64 {
@@ -622,7 +702,7 @@ fn apportion(
     let ideal: Vec<f64> = capacities
         .iter()
         .zip(&base)
-        .map(|(&c, &b)| c as f64 * (b + hi).clamp(0.0, 1.0))
+        .map(|(&c, &b)| c as f64 * (b + hi).clamp(0.0, ceiling))
         .collect();
     let mut counts: Vec<u64> = ideal
         .iter()
@@ -1069,7 +1149,8 @@ mod tests {
         (ledger, report)
     }
 
-    /// Per spine: whole free GPUs, fully free nodes, partly used GPUs.
+    /// Per spine: whole free GPUs, fully free nodes, leaves with 8 or more fully free nodes,
+    /// partly used GPUs.
     fn spine_summary(topology: &Topology, ledger: &Ledger) -> String {
         let mut out = String::new();
         for spine in 0..topology.spines().len() {
@@ -1082,14 +1163,27 @@ mod tests {
                 })
                 .count();
             out += &format!(
-                "{:<8} free_gpus={:>4} free_nodes={:>3} partly_used_gpus={:>3}\n",
+                "{:<8} free_gpus={:>4} free_nodes={:>3} free_leaves={:>2} partly_used_gpus={:>3}\n",
                 topology.subtree_name(Level::Spine, spine),
                 ledger.free_whole_gpus(Level::Spine, spine),
                 ledger.histogram(Level::Spine, spine)[8],
+                free_leaves(topology, ledger, Level::Spine, spine),
                 partly,
             );
         }
         out
+    }
+
+    /// Leaves under a subtree with room for a gang of 8 whole nodes (8 fully free nodes).
+    fn free_leaves(topology: &Topology, ledger: &Ledger, level: Level, idx: usize) -> usize {
+        let leaves = match level {
+            Level::Site => topology.sites()[idx].leaves.clone(),
+            Level::Spine => topology.spines()[idx].leaves.clone(),
+            _ => unreachable!("free_leaves of a site or a spine"),
+        };
+        leaves
+            .filter(|&l| ledger.histogram(Level::Leaf, l as usize)[8] >= 8)
+            .count()
     }
 
     fn assert_near(report: &FillReport, occupancy: f64) {
@@ -1295,50 +1389,126 @@ mod tests {
         check(
             0.5,
             expect![[r#"
-                achieved=0.5000 whole=14734 partly=1650 milli=912053 takes=6170 cpu_bound=375
-                syd1/s0  free_gpus=2333 free_nodes=254 partly_used_gpus=176
-                syd1/s1  free_gpus=2107 free_nodes=211 partly_used_gpus=200
-                tok1/s0  free_gpus=1737 free_nodes=164 partly_used_gpus=237
-                tok1/s1  free_gpus=2261 free_nodes=227 partly_used_gpus=186
-                sin1/s0  free_gpus=2163 free_nodes=225 partly_used_gpus=194
-                sin1/s1  free_gpus=1847 free_nodes=178 partly_used_gpus=227
-                kul1/s0  free_gpus=1923 free_nodes=191 partly_used_gpus=219
-                kul1/s1  free_gpus=2013 free_nodes=204 partly_used_gpus=211
+                achieved=0.5000 whole=14734 partly=1650 milli=894638 takes=6307 cpu_bound=280
+                syd1/s0  free_gpus=1145 free_nodes=120 free_leaves= 5 partly_used_gpus=298
+                syd1/s1  free_gpus=2951 free_nodes=335 free_leaves=16 partly_used_gpus=116
+                tok1/s0  free_gpus=1354 free_nodes=146 free_leaves= 6 partly_used_gpus=275
+                tok1/s1  free_gpus=2742 free_nodes=311 free_leaves=16 partly_used_gpus=137
+                sin1/s0  free_gpus=2472 free_nodes=266 free_leaves=11 partly_used_gpus=163
+                sin1/s1  free_gpus=1624 free_nodes=164 free_leaves= 7 partly_used_gpus=248
+                kul1/s0  free_gpus=2862 free_nodes=325 free_leaves=16 partly_used_gpus=124
+                kul1/s1  free_gpus=1234 free_nodes=135 free_leaves= 6 partly_used_gpus=289
             "#]],
         );
         let ledger = check(
             0.9,
             expect![[r#"
-                achieved=0.9000 whole=26514 partly=2977 milli=1664331 takes=11526 cpu_bound=359
-                syd1/s0  free_gpus= 695 free_nodes= 43 partly_used_gpus=342
-                syd1/s1  free_gpus= 468 free_nodes= 19 partly_used_gpus=366
-                tok1/s0  free_gpus=  99 free_nodes=  1 partly_used_gpus=404
-                tok1/s1  free_gpus= 623 free_nodes= 38 partly_used_gpus=350
-                sin1/s0  free_gpus= 524 free_nodes= 29 partly_used_gpus=360
-                sin1/s1  free_gpus= 209 free_nodes=  3 partly_used_gpus=393
-                kul1/s0  free_gpus= 285 free_nodes= 13 partly_used_gpus=386
-                kul1/s1  free_gpus= 374 free_nodes= 17 partly_used_gpus=376
+                achieved=0.9000 whole=26502 partly=2989 milli=1639044 takes=11798 cpu_bound=101
+                syd1/s0  free_gpus=  82 free_nodes=  5 free_leaves= 0 partly_used_gpus=407
+                syd1/s1  free_gpus= 737 free_nodes= 79 free_leaves= 4 partly_used_gpus=340
+                tok1/s0  free_gpus=  82 free_nodes=  7 free_leaves= 0 partly_used_gpus=407
+                tok1/s1  free_gpus= 737 free_nodes= 78 free_leaves= 4 partly_used_gpus=340
+                sin1/s0  free_gpus= 737 free_nodes= 76 free_leaves= 3 partly_used_gpus=341
+                sin1/s1  free_gpus=  82 free_nodes=  6 free_leaves= 0 partly_used_gpus=407
+                kul1/s0  free_gpus= 738 free_nodes= 80 free_leaves= 4 partly_used_gpus=340
+                kul1/s1  free_gpus=  82 free_nodes=  4 free_leaves= 0 partly_used_gpus=407
             "#]],
         );
-        let spines = topology.spines().len();
-        assert!((0..spines).any(|s| ledger.free_whole_gpus(Level::Spine, s) >= 512));
-        assert!((0..spines).any(|s| ledger.free_whole_gpus(Level::Spine, s) < 200));
-        let leaves = topology.leaves().len();
-        assert!((0..leaves).any(|l| ledger.members_fit(Level::Leaf, l, 8) >= 8));
+        assert_gang_room(&topology, &ledger);
+    }
+
+    /// At 0.9, the default skew leaves room for large gangs in every site, but not much:
+    /// one spine with at least 64 fully free nodes (a 64 × 8-GPU gang), at least 3 leaves with
+    /// 8 (a 8 × 8-GPU gang), and no spine with 128 (so a 128 × 8-GPU gang must wait).
+    fn assert_gang_room(topology: &Topology, ledger: &Ledger) {
+        for (site, s) in topology.sites().iter().enumerate() {
+            let free_nodes = |spine: u32| ledger.histogram(Level::Spine, spine as usize)[8];
+            let best = s.spines.clone().map(free_nodes).max().unwrap();
+            assert!(best >= 64, "{}: best spine has {best} free nodes", s.name);
+            assert!(best < 128, "{}: a spine has {best} free nodes", s.name);
+            let leaves = free_leaves(topology, ledger, Level::Site, site);
+            assert!(leaves >= 3, "{}: {leaves} leaves with 8 free nodes", s.name);
+        }
     }
 
     #[test]
-    fn fill_large_gangs_room_over_seeds() {
-        // The 0.9 shape benchmarks rely on holds for every seed, not just the snapshot's.
+    fn fill_keeps_gang_room_at_0_9_over_seeds() {
+        // The bench's gang cases rely on this for every seed, not just the snapshot's.
         let topology = build(&SynthConfig::four_sites(4096));
-        for seed in 10..14 {
+        for seed in 10..18 {
             let (ledger, report) = filled(&topology, 0.9, seed);
             assert_near(&report, 0.9);
-            let spines = topology.spines().len();
-            assert!((0..spines).any(|s| ledger.free_whole_gpus(Level::Spine, s) >= 512));
-            let leaves = topology.leaves().len();
-            assert!((0..leaves).any(|l| ledger.members_fit(Level::Leaf, l, 8) >= 8));
+            assert_gang_room(&topology, &ledger);
+            let (again, _) = filled(&topology, 0.9, seed);
+            assert!(again == ledger, "same seed, same ledger");
         }
+    }
+
+    #[test]
+    fn skew_shape() {
+        // Offsets from +skew down to -tail × skew, mean 0 over the quantiles.
+        let mean = |skew: Skew| {
+            (0..1000)
+                .map(|i| skew.offset((i as f64 + 0.5) / 1000.0))
+                .sum::<f64>()
+                / 1000.0
+        };
+        for tail in [1, 2, 3, 16] {
+            let skew = Skew {
+                skew: 0.2,
+                tail,
+                ceiling: 1.0,
+            };
+            assert_eq!(skew.offset(0.0), 0.2);
+            assert!((skew.offset(1.0) + 0.2 * f64::from(tail)).abs() < 1e-12);
+            assert!(mean(skew).abs() < 1e-3, "tail {tail}: mean {}", mean(skew));
+        }
+        // apportion hits the total exactly, within the capacities and the ceiling unless the
+        // total needs more; at 0.9 a few leaves of a spine stay mostly free, the rest are full.
+        let mut rng = SplitMix64::new(9);
+        let capacities = [256u64; 16];
+        let leaf = Skew {
+            skew: 0.3,
+            tail: 3,
+            ceiling: 1.0,
+        };
+        let spine = Skew {
+            ceiling: 0.98,
+            ..leaf
+        };
+        for total in [0, 1, 1000, 2048, 3686, 4095, 4096] {
+            let counts = apportion(&capacities, leaf, total, &mut rng);
+            assert_eq!(counts.iter().sum::<u64>(), total);
+            assert!(counts.iter().all(|&c| c <= 256));
+            let counts = apportion(&capacities, spine, total, &mut rng);
+            assert_eq!(counts.iter().sum::<u64>(), total);
+            let most = if total <= 4014 { 251 } else { 256 };
+            assert!(counts.iter().all(|&c| c <= most), "{total}: {counts:?}");
+        }
+        let counts = apportion(&capacities, leaf, 3686, &mut rng);
+        let mut sorted = counts.clone();
+        sorted.sort_unstable();
+        expect![[r#"
+            [
+                89,
+                124,
+                183,
+                223,
+                251,
+                256,
+                256,
+                256,
+                256,
+                256,
+                256,
+                256,
+                256,
+                256,
+                256,
+                256,
+            ]
+        "#]]
+        .assert_debug_eq(&sorted);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Three parsers turn the files into plain data ([`parse_slurm_conf`], [`parse_topology_conf`],
 //! [`parse_gres_conf`]); [`import`] maps that data onto a [`TopologyDesc`] for
 //! [`Topology::build`](crate::Topology::build). The [`hostlist`] submodule is Slurm's hostlist
-//! syntax, exact enough for the Slurm shim's `scontrol show hostnames|hostlist|hostlistsorted`.
+//! syntax, exact enough for the Slurm shim's `scontrol show hostnames|hostlist|hostlistsorted`;
+//! the TOML inventory ([`crate::inventory`]) expands its hostlists with it too.
 //!
 //! The parsers follow Slurm's config syntax: `Key=Value` pairs, several to a line, keys in any
 //! case, `#` comments (`\#` is a literal `#`), a trailing `\` joins the next line, values may be
