@@ -110,9 +110,16 @@ impl ClusterClient {
             tried.push(addr.to_string());
             match self.attempt(addr, &request).await {
                 Ok(ClientResult::NotLeader { leader }) => {
+                    // A hinted leader we did not know of joins the list.
                     let hinted = leader
                         .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
-                        .and_then(|a| self.replicas.iter().position(|r| *r == a));
+                        .map(|a| match self.replicas.iter().position(|r| *r == a) {
+                            Some(i) => i,
+                            None => {
+                                self.replicas.push(a);
+                                self.replicas.len() - 1
+                            }
+                        });
                     match hinted {
                         Some(i) if i != self.leader % self.replicas.len() => self.leader = i,
                         _ => {

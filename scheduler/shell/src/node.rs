@@ -8,6 +8,10 @@
 //! then runs [`Replica::ready`] and sends what it produced. The loop is the only writer of
 //! the store and the only owner of the replica: no locks.
 //!
+//! Leader forwarding: a client request that reaches a follower which knows the leader is
+//! passed on to the leader (once) and the answer relayed; otherwise the client gets
+//! `NotLeader` and retries.
+//!
 //! Shutdown (SIGINT/SIGTERM): a leader first hands leadership to its most up-to-date voter
 //! (so failover takes one round trip, not an election timeout), then the loop stops and the
 //! transport closes its connections.
@@ -15,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
@@ -29,8 +34,8 @@ use crate::replica::{Op, Replica, ReplicaConfig, Reply};
 use crate::storage::redb_store::{RedbDb, RedbStore};
 use crate::storage::{GroupId, LogStore};
 use crate::tls::{self, Role};
-use crate::transport::{Inbound, Transport, TransportConfig};
-use crate::wire::{ClientOp, ClientResult};
+use crate::transport::{Client, Inbound, Transport, TransportConfig};
+use crate::wire::{ClientOp, ClientResult, Request};
 
 /// The Raft group this process hosts (one per process for now; the id is in every key and
 /// message so a process can host one group per jurisdiction later).
@@ -169,12 +174,74 @@ fn to_result(reply: Reply) -> ClientResult {
     }
 }
 
+/// Forwards client requests that reached a follower to the leader, over a cached client
+/// connection (replica certificates may act as clients), and relays the answer.
+#[derive(Clone)]
+struct Forwarder {
+    identity: tls::Identity,
+    ca: tls::ClusterCa,
+    clients: Arc<Mutex<BTreeMap<SocketAddr, Arc<Client>>>>,
+}
+
+impl Forwarder {
+    fn forward(&self, leader: SocketAddr, request: Request, tx: oneshot::Sender<ClientResult>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let cached = this
+                .clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&leader)
+                .cloned();
+            let client = match cached {
+                Some(c) => c,
+                None => match Client::connect(leader, &this.identity, &this.ca).await {
+                    Ok(c) => {
+                        let c = Arc::new(c);
+                        this.clients
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(leader, c.clone());
+                        c
+                    }
+                    Err(_) => {
+                        // The client retries elsewhere.
+                        let _ = tx.send(ClientResult::NotLeader { leader: None });
+                        return;
+                    }
+                },
+            };
+            match client.call(&request).await {
+                Ok(response) => {
+                    let _ = tx.send(response.result);
+                }
+                Err(_) => {
+                    this.clients
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&leader);
+                    let _ = tx.send(ClientResult::NotLeader { leader: None });
+                }
+            }
+        });
+    }
+}
+
+/// A client request waiting for the replica's reply.
+struct Pending {
+    request: Request,
+    tx: oneshot::Sender<ClientResult>,
+    /// Whether it came from a client (and so may be forwarded once) or was itself forwarded.
+    forwardable: bool,
+}
+
 /// The event loop's state.
 struct Loop {
     replica: Replica<RedbStore>,
     transport: Transport,
-    replies: BTreeMap<u64, oneshot::Sender<ClientResult>>,
+    replies: BTreeMap<u64, Pending>,
     next_token: u64,
+    forwarder: Forwarder,
 }
 
 impl Loop {
@@ -194,7 +261,7 @@ impl Loop {
                 self.replica.step(msg);
             }
             Inbound::Request {
-                peer: _,
+                peer,
                 request,
                 reply,
             } => {
@@ -209,7 +276,16 @@ impl Loop {
                     Ok(op) => {
                         let token = self.next_token;
                         self.next_token += 1;
-                        self.replies.insert(token, reply);
+                        // Requests from other replicas were forwarded already: never again.
+                        let forwardable = !matches!(peer, Role::Node { .. });
+                        self.replies.insert(
+                            token,
+                            Pending {
+                                request: request.clone(),
+                                tx: reply,
+                                forwardable,
+                            },
+                        );
                         self.replica.request(token, op, now_ms());
                     }
                     Err(message) => {
@@ -236,12 +312,26 @@ impl Loop {
             }
         }
         for (token, reply) in out.replies {
-            if let Some(tx) = self.replies.remove(&token) {
-                let _ = tx.send(to_result(reply));
+            let Some(pending) = self.replies.remove(&token) else {
+                continue;
+            };
+            // Leader forwarding: a follower that knows the leader passes the request on.
+            if let Reply::NotLeader {
+                leader: Some((id, addr)),
+            } = &reply
+            {
+                let leader = addr.parse::<SocketAddr>().ok();
+                if let (true, true, Some(leader)) =
+                    (pending.forwardable, *id != self.replica.id(), leader)
+                {
+                    self.forwarder.forward(leader, pending.request, pending.tx);
+                    continue;
+                }
             }
+            let _ = pending.tx.send(to_result(reply));
         }
         // Clients that went away: drop their tokens.
-        self.replies.retain(|_, tx| !tx.is_closed());
+        self.replies.retain(|_, p| !p.tx.is_closed());
         Ok(())
     }
 }
@@ -320,6 +410,11 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
         transport,
         replies: BTreeMap::new(),
         next_token: 1,
+        forwarder: Forwarder {
+            identity: identity.clone(),
+            ca: ca.clone(),
+            clients: Arc::new(Mutex::new(BTreeMap::new())),
+        },
     };
     let mut interval = tokio::time::interval(opts.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -356,8 +451,8 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     // Answer what is left: those clients retry elsewhere.
-    for (_, tx) in std::mem::take(&mut lp.replies) {
-        let _ = tx.send(ClientResult::NotLeader { leader: None });
+    for (_, p) in std::mem::take(&mut lp.replies) {
+        let _ = p.tx.send(ClientResult::NotLeader { leader: None });
     }
     let Loop { transport, .. } = lp;
     transport.shutdown().await;
