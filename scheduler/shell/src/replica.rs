@@ -1028,7 +1028,9 @@ impl<S: LogStore> Replica<S> {
 
     fn maybe_snapshot(&mut self) -> Result<(), ReplicaError> {
         let applied = self.node.raft.raft_log.applied;
-        if applied < self.last_snapshot_index + self.cfg.snapshot_every {
+        let wanted = self.node.mut_store().take_snapshot_wanted();
+        let due = applied >= self.last_snapshot_index + self.cfg.snapshot_every;
+        if !(due || wanted && applied >= self.last_snapshot_index) {
             return Ok(());
         }
         let data = encode_snapshot_data(&self.peers, &self.sm);

@@ -94,6 +94,9 @@ struct Node {
 }
 
 struct Sim {
+    /// A replica outside the group at the start, added by a client at `add_at`.
+    spare: Option<u64>,
+    add_at: u64,
     seed: u64,
     rng: Rng,
     now: u64,
@@ -172,7 +175,25 @@ impl Sim {
                 cfg,
             });
         }
+        // Half the runs have a spare replica with an empty store; a client adds it to the group
+        // during the faults (learner, catch-up by snapshot, promotion to voter).
+        let spare = rng.chance(500).then_some(n + 1);
+        let add_at = rng.below(FAULT_STEPS);
+        if let Some(id) = spare {
+            let mut cfg = ReplicaConfig::new(id, GroupId(1));
+            cfg.snapshot_every = 40 + rng.below(100);
+            cfg.deterministic_seed = Some(rng.next());
+            let replica =
+                Replica::open(cfg.clone(), SimStore::new(), state_machine).expect("open spare");
+            nodes.push(Node {
+                replica: Some(replica),
+                down: None,
+                cfg,
+            });
+        }
         Sim {
+            spare,
+            add_at,
             seed,
             rng,
             now: 0,
@@ -188,7 +209,7 @@ impl Sim {
             jobs_by_request: BTreeMap::new(),
             answered: BTreeMap::new(),
             hashes: BTreeMap::new(),
-            checked: vec![0; n as usize],
+            checked: vec![0; n as usize + 1],
             placed: 0,
         }
     }
@@ -318,7 +339,8 @@ impl Sim {
         match reply {
             Reply::NotLeader { leader } => {
                 // Retry at once at the hinted leader, or later elsewhere.
-                let target = leader.map(|(id, _)| id).unwrap_or(req.target % 3 + 1);
+                let n = self.nodes.len() as u64;
+                let target = leader.map(|(id, _)| id).unwrap_or(req.target % n + 1);
                 self.clients[c] = Some(ClientReq {
                     target,
                     sent_ms: 0,
@@ -354,7 +376,15 @@ impl Sim {
                     client: c as u64 + 1,
                     seq,
                 };
-                let op = self.agent_or_submit(id);
+                let op = match self.spare {
+                    Some(spare) if c == 0 && self.now >= self.add_at && !self.added() => {
+                        Op::AddNode {
+                            id: spare,
+                            addr: format!("sim-{spare}"),
+                        }
+                    }
+                    _ => self.agent_or_submit(id),
+                };
                 if let Op::Submit { .. } = op {
                     self.answered.insert(id, false);
                 }
@@ -535,7 +565,12 @@ impl Sim {
         if self.clients.iter().any(|c| c.is_some()) {
             return false;
         }
-        let mut hashes = self.nodes.iter().map(|n| {
+        let spare_in = self.added();
+        let members = self
+            .nodes
+            .iter()
+            .filter(|n| spare_in || Some(n.cfg.id) != self.spare);
+        let mut hashes = members.map(|n| {
             n.replica
                 .as_ref()
                 .map(|r| (r.commit_index(), r.state_machine().state_hash()))
@@ -548,6 +583,20 @@ impl Sim {
                 .nodes
                 .iter()
                 .any(|n| n.replica.as_ref().is_some_and(|r| r.is_leader()))
+    }
+
+    /// Whether the spare is a member (voter or learner) in some up replica's view.
+    fn added(&self) -> bool {
+        let Some(spare) = self.spare else {
+            return false;
+        };
+        self.nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .any(|r| {
+                let cs = r.conf_state();
+                cs.voters.contains(&spare) || cs.learners.contains(&spare)
+            })
     }
 
     /// Exactly once, from the state: every request id names one job, and each job seen by a
@@ -596,13 +645,15 @@ fn replicas_survive_faults_and_converge() {
             let r = sim.nodes[0].replica.as_ref().expect("up");
             eprintln!(
                 "seed {seed}: {n} replicas, {} ms, term {}, commit {}, {} jobs, {} placements, \
-                 {} requests answered, faults {:?}",
+                 {} requests answered, spare {:?} added {}, faults {:?}",
                 sim.now,
                 r.term(),
                 r.commit_index(),
                 r.state_machine().jobs().count(),
                 sim.placed,
                 sim.answered.len(),
+                sim.spare,
+                sim.added(),
                 sim.faults
             );
         }

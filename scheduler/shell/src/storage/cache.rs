@@ -50,6 +50,9 @@ pub(crate) struct Cache {
     entries: Vec<Entry>,
     /// Writes since the last sync, in order.
     pending: Vec<Op>,
+    /// Raft asked for a snapshot the store could not give (too old, or its conf state
+    /// lacks the peer it is for): the replica should take a fresh one.
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl Cache {
@@ -111,6 +114,7 @@ impl Cache {
             snapshot,
             entries,
             pending: Vec::new(),
+            snapshot_wanted: std::cell::Cell::new(false),
         };
         let commit = cache.hard_state.commit;
         if commit > cache.last_index() || commit < snapshot_index {
@@ -365,14 +369,23 @@ impl Cache {
     }
 
     /// The latest snapshot, or `SnapshotTemporarilyUnavailable` if it is older than
-    /// `request_index` (the replica will create a newer one).
-    pub(crate) fn snapshot(&self, request_index: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_index() < request_index {
+    /// `request_index` or its conf state does not name peer `to` (a learner added since: it
+    /// would refuse it). Then the replica creates a newer one ([`Cache::take_snapshot_wanted`]).
+    pub(crate) fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let cs = self.snapshot.get_metadata().get_conf_state();
+        let names_peer = cs.voters.contains(&to) || cs.learners.contains(&to);
+        if self.snapshot_index() < request_index || !names_peer {
+            self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
         Ok(self.snapshot.clone())
+    }
+
+    /// Whether raft asked for a snapshot since the last call.
+    pub(crate) fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 }
 
@@ -416,9 +429,9 @@ macro_rules! impl_storage_via_cache {
             fn snapshot(
                 &self,
                 request_index: u64,
-                _to: u64,
+                to: u64,
             ) -> raft::Result<raft::eraftpb::Snapshot> {
-                self.cache.snapshot(request_index)
+                self.cache.snapshot(request_index, to)
             }
         }
 
@@ -466,6 +479,10 @@ macro_rules! impl_storage_via_cache {
 
             fn latest_snapshot(&self) -> raft::eraftpb::Snapshot {
                 self.cache.latest_snapshot().clone()
+            }
+
+            fn take_snapshot_wanted(&mut self) -> bool {
+                self.cache.take_snapshot_wanted()
             }
 
             fn hard_state(&self) -> raft::eraftpb::HardState {

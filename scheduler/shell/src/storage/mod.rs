@@ -70,6 +70,9 @@ pub trait LogStore: raft::Storage {
     ) -> Result<(), StoreError>;
     /// Makes every buffered write durable (one fsync).
     fn sync(&mut self) -> Result<(), StoreError>;
+    /// Whether raft asked for a snapshot this store could not give since the last call (too
+    /// old, or taken before the peer joined): the replica then takes a fresh one.
+    fn take_snapshot_wanted(&mut self) -> bool;
     /// The latest snapshot stored (empty metadata if none).
     fn latest_snapshot(&self) -> Snapshot;
     /// Hard state as stored (including buffered writes).

@@ -150,10 +150,13 @@ pub(crate) fn check_semantics<S: LogStore>(
     assert_eq!(limited.len(), 2, "max_size keeps whole entries that fit");
     let limited = store.entries(1, 7, Some(0), context()).expect("limited");
     assert_eq!(limited.len(), 1, "max_size returns at least one entry");
+    // No snapshot names peer 2 yet: raft is told to wait while the replica takes one.
     assert_eq!(
         storage_error(store.snapshot(0, 2).map(|s| s.get_metadata().index)),
-        "ok 0"
+        "snapshot unavailable"
     );
+    assert!(store.take_snapshot_wanted());
+    assert!(!store.take_snapshot_wanted());
     assert_eq!(
         storage_error(store.snapshot(1, 2).map(|_| ())),
         "snapshot unavailable"
