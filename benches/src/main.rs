@@ -1,8 +1,10 @@
 //! `sovra-bench`: sovra's benchmark harness.
 //!
 //! `sovra-bench placement --json` times the placement pipeline on the synthetic four-site
-//! inventory (see `benches/README.md`). With `--json`, stdout carries one JSON object per
-//! result and nothing else; progress and warnings go to stderr. Without it, stdout is a table.
+//! inventory; `sovra-bench raft --json` runs three real `sovrad` replicas on loopback and
+//! measures committed placements per second and leader failover (see `benches/README.md`).
+//! With `--json`, stdout carries one JSON object per result and nothing else; progress and
+//! warnings go to stderr. Without it, stdout is a table (`raft`: one field per line).
 //!
 //! Exit codes: 0 success, 1 runtime error (printed on one line as `sovra-bench: <msg>`),
 //! 2 bad usage (from clap).
@@ -10,17 +12,20 @@
 mod cluster;
 mod machine;
 mod placement;
+mod raft;
 mod stats;
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::placement::{Case, Measurement};
+use crate::raft::RaftCase;
 
 /// Below this share of placed samples, a case mostly measures the unschedulable path.
 const PLACED_PCT_WARN: f64 = 95.0;
@@ -37,6 +42,71 @@ struct Cli {
 enum Command {
     /// Time `place()` on the synthetic four-site inventory at given occupancies.
     Placement(PlacementArgs),
+    /// Three real `sovrad` replicas on loopback: committed placements per second, failover.
+    Raft(RaftArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RaftArgs {
+    /// One JSON object per result on stdout, nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Cases to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = RaftCase::ALL)]
+    cases: Vec<RaftCase>,
+    /// `submit`: concurrent clients, one request in flight each.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    clients: u32,
+    /// `submit`: seconds of measured submissions.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    duration_s: f64,
+    /// `submit`: seconds of untimed submissions first.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+    warmup_s: f64,
+    /// `submit`: most jobs in the measured phase.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    jobs_max: u32,
+    /// `submit`: clients send to a follower, which forwards each request to the leader
+    /// (default: clients send to the leader).
+    #[arg(long)]
+    via_follower: bool,
+    /// `failover`: trials.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    trials: u32,
+    /// `failover`: clients submitting in the background through every trial.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=256))]
+    background_clients: u32,
+    /// Nodes of the synthetic inventory, 8 GPUs each: a multiple of 512.
+    #[arg(long, default_value_t = 8192, value_parser = parse_raft_nodes)]
+    nodes: usize,
+    /// Directory for the clusters (must not exist; default: a new one in the temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the clusters' stores and logs after the run.
+    #[arg(long)]
+    keep: bool,
+    /// The `sovrad` binary (default: the one next to this executable).
+    #[arg(long)]
+    sovrad: Option<PathBuf>,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    let s: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if !(s > 0.0 && s <= 3600.0) {
+        return Err(format!("{s} is outside (0, 3600] seconds"));
+    }
+    Ok(s)
+}
+
+fn parse_raft_nodes(text: &str) -> Result<usize, String> {
+    let nodes: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if nodes == 0 || nodes % raft::NODES_ROUND != 0 || nodes > 65_536 {
+        return Err(format!(
+            "{nodes} nodes: use a positive multiple of {} up to 65536",
+            raft::NODES_ROUND
+        ));
+    }
+    Ok(nodes)
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +161,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Placement(args) => run_placement(&args),
+        Command::Raft(args) => run_raft(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -190,6 +261,173 @@ fn run_placement(args: &PlacementArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `sovrad` binary next to this executable (`cargo build --release -p sovrad -p
+/// sovra-bench` puts both in `target/release`).
+fn sovrad_next_to_me() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this executable")?;
+    let dir = me.parent().context("this executable has no directory")?;
+    let sovrad = dir.join(format!("sovrad{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        sovrad.is_file(),
+        "no sovrad next to {}: build both with `cargo build --release -p sovrad -p \
+         sovra-bench`, or pass --sovrad",
+        me.display()
+    );
+    Ok(sovrad)
+}
+
+fn run_raft(args: &RaftArgs) -> anyhow::Result<()> {
+    let sovrad = match &args.sovrad {
+        Some(path) => path.clone(),
+        None => sovrad_next_to_me()?,
+    };
+    let sovrad_text = sovrad.display().to_string();
+    if sovrad_text.contains("/debug/") {
+        eprintln!("sovra-bench: warning: {sovrad_text} looks like a debug build");
+    }
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sovra-bench-raft-{}", std::process::id()))
+    });
+    // The directory is removed at the end, so it must be one this run creates.
+    anyhow::ensure!(
+        !dir.exists(),
+        "{} exists; pass a --dir that does not",
+        dir.display()
+    );
+    let cfg = raft::Config {
+        sovrad,
+        dir: dir.clone(),
+        nodes: args.nodes,
+        clients: args.clients as usize,
+        duration: Duration::from_secs_f64(args.duration_s),
+        warmup: Duration::from_secs_f64(args.warmup_s),
+        jobs_max: args.jobs_max as usize,
+        via_follower: args.via_follower,
+        trials: args.trials as usize,
+        background_clients: args.background_clients as usize,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let machine = machine::describe();
+    // SIGINT or SIGTERM drops the running case, and with it the guard that kills the
+    // replicas.
+    let result = runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?;
+        tokio::select! {
+            result = raft_cases(&cfg, args, &machine) => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+            _ = terminate.recv() => Err(anyhow!("terminated")),
+        }
+    });
+    if args.keep {
+        eprintln!("sovra-bench: stores and logs kept in {}", dir.display());
+    } else if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    result
+}
+
+async fn raft_cases(cfg: &raft::Config, args: &RaftArgs, machine: &str) -> anyhow::Result<()> {
+    let gpus = cfg.nodes * raft::GPUS_PER_NODE;
+    for &case in &args.cases {
+        eprintln!("sovra-bench: raft {} on {} nodes", case.name(), cfg.nodes);
+        let line = match case {
+            RaftCase::Submit => {
+                let r = raft::submit(cfg).await?;
+                if r.unplaced + r.errors > 0 {
+                    eprintln!(
+                        "sovra-bench: warning: {} submissions unplaced, {} failed (first: {})",
+                        r.unplaced,
+                        r.errors,
+                        r.first_error.as_deref().unwrap_or("none")
+                    );
+                }
+                let l = r
+                    .latency
+                    .ok_or_else(|| anyhow!("no submission was placed"))?;
+                json_object(&[
+                    ("bench", "raft".into()),
+                    ("case", case.name().into()),
+                    ("replicas", raft::REPLICAS.into()),
+                    ("fsync", true.into()),
+                    ("clients", cfg.clients.into()),
+                    (
+                        "via",
+                        if cfg.via_follower {
+                            "follower"
+                        } else {
+                            "leader"
+                        }
+                        .into(),
+                    ),
+                    ("commits_per_s", round_to(r.commits_per_s(), 10.0).into()),
+                    ("p50_us", us(l.p50_ns as f64).into()),
+                    ("p99_us", us(l.p99_ns as f64).into()),
+                    ("max_us", us(l.max_ns as f64).into()),
+                    ("mean_us", us(l.mean_ns).into()),
+                    ("jobs", r.placed.into()),
+                    ("unplaced", r.unplaced.into()),
+                    ("errors", r.errors.into()),
+                    (
+                        "duration_s",
+                        round_to(r.elapsed.as_secs_f64(), 1000.0).into(),
+                    ),
+                    ("nodes", cfg.nodes.into()),
+                    ("gpus", gpus.into()),
+                    ("machine", machine.into()),
+                ])
+            }
+            RaftCase::Failover => {
+                let r = raft::failover(cfg).await?;
+                let ms = |ns: u64| round_to(ns as f64 / 1e6, 10.0);
+                json_object(&[
+                    ("bench", "raft".into()),
+                    ("case", case.name().into()),
+                    ("replicas", raft::REPLICAS.into()),
+                    ("fsync", true.into()),
+                    ("trials", cfg.trials.into()),
+                    ("p50_ms", ms(r.failover.p50_ns).into()),
+                    ("p99_ms", ms(r.failover.p99_ns).into()),
+                    ("max_ms", ms(r.failover.max_ns).into()),
+                    ("election_p50_ms", ms(r.election.p50_ns).into()),
+                    ("election_p99_ms", ms(r.election.p99_ns).into()),
+                    ("rejoin_p50_ms", ms(r.rejoin.p50_ns).into()),
+                    ("rejoin_max_ms", ms(r.rejoin.max_ns).into()),
+                    ("lost", r.lost.into()),
+                    ("duplicated", r.duplicated.into()),
+                    ("acked", r.acked.into()),
+                    ("retried_at_end", r.retried_at_end.into()),
+                    ("listed", r.listed.into()),
+                    ("background_clients", cfg.background_clients.into()),
+                    ("nodes", cfg.nodes.into()),
+                    ("machine", machine.into()),
+                ])
+            }
+        };
+        let mut stdout = io::stdout().lock();
+        if args.json {
+            writeln!(stdout, "{line}")?;
+        } else {
+            // The same fields, one per line: the raft cases have too many for a table.
+            let value: Value = serde_json::from_str(&line).context("own JSON")?;
+            if let Value::Object(map) = value {
+                for (key, value) in map {
+                    writeln!(stdout, "{key:>20}  {value}")?;
+                }
+            }
+            writeln!(stdout)?;
+        }
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
 /// One result, ready to print.
 struct Row<'a> {
     nodes: usize,
@@ -274,11 +512,16 @@ mod tests {
                 .map_err(|e| e.exit_code())
         };
         assert!(parse(&["sovra-bench", "placement", "--json"]).is_ok());
+        assert!(parse(&["sovra-bench", "raft", "--json", "--cases", "failover"]).is_ok());
         let bad = [
             vec!["sovra-bench", "placement", "--nodes", "1000"],
             vec!["sovra-bench", "placement", "--occupancy", "0.5,1.5"],
             vec!["sovra-bench", "placement", "--samples", "0"],
             vec!["sovra-bench", "placement", "--cases", "gang_65"],
+            vec!["sovra-bench", "raft", "--nodes", "1000"],
+            vec!["sovra-bench", "raft", "--duration-s", "0"],
+            vec!["sovra-bench", "raft", "--clients", "0"],
+            vec!["sovra-bench", "raft", "--cases", "submit,elect"],
         ];
         for args in bad {
             // Exit code 2 is bad usage.
@@ -288,9 +531,12 @@ mod tests {
 
     #[test]
     fn cli_defaults() {
-        let Cli {
-            command: Command::Placement(args),
-        } = Cli::try_parse_from(["sovra-bench", "placement"]).unwrap();
+        let Command::Placement(args) = Cli::try_parse_from(["sovra-bench", "placement"])
+            .unwrap()
+            .command
+        else {
+            panic!("not the placement command");
+        };
         assert_eq!(args.occupancy, vec![0.5, 0.9]);
         assert_eq!(args.cases, Case::ALL.to_vec());
         assert_eq!((args.samples, args.nodes), (2000, 4096));

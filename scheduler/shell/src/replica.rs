@@ -751,14 +751,16 @@ impl<S: LogStore> Replica<S> {
                 }
             }
         }
-        // Time limits: a Tick entry once a second while a running job has one.
+        // Time limits: a Tick entry once a second while a running job has one. The check
+        // itself runs at most once a second too: it scans every job, and this runs on every
+        // ready cycle (per-cycle scans cost the leader ~20% of a 2-core machine at 50k jobs).
         if now_ms >= self.last_tick_command_ms + 1000 {
+            self.last_tick_command_ms = now_ms;
             let limited = self
                 .sm
                 .jobs()
                 .any(|r| r.state == JobState::Running && r.spec.time_limit_ms.is_some());
             if limited {
-                self.last_tick_command_ms = now_ms;
                 let ctx = client_context(CTX_PASS, self.cfg.id, 1);
                 let _ = self
                     .node
