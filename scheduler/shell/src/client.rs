@@ -50,6 +50,9 @@ pub struct ClusterClient {
     client_id: u64,
     next_seq: u64,
     leader: usize,
+    /// Whether `leader` was confirmed by a `Leader` answer (forwarding followers would
+    /// otherwise serve us forever at an extra hop).
+    located: bool,
     conn: Option<(SocketAddr, Client)>,
     /// How long one call may take in total, retries included.
     pub deadline: Duration,
@@ -69,6 +72,7 @@ impl ClusterClient {
             client_id: next_client_id(),
             next_seq: 1,
             leader: 0,
+            located: false,
             conn: None,
             deadline: Duration::from_secs(15),
             attempt_timeout: Duration::from_secs(1),
@@ -103,6 +107,9 @@ impl ClusterClient {
             op,
         };
         let start = Instant::now();
+        if !self.located {
+            self.locate().await;
+        }
         let mut tried = Vec::new();
         let mut pause = Duration::from_millis(20);
         while start.elapsed() < self.deadline {
@@ -110,6 +117,7 @@ impl ClusterClient {
             tried.push(addr.to_string());
             match self.attempt(addr, &request).await {
                 Ok(ClientResult::NotLeader { leader }) => {
+                    self.located = false;
                     // A hinted leader we did not know of joins the list.
                     let hinted = leader
                         .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
@@ -139,6 +147,7 @@ impl ClusterClient {
                 }
                 Err(_) => {
                     self.conn = None;
+                    self.located = false;
                     self.leader += 1;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
@@ -147,6 +156,28 @@ impl ClusterClient {
         }
         tried.dedup();
         Err(ClusterError::Unavailable(self.deadline, tried.join(", ")))
+    }
+
+    /// Asks the replica we talk to who leads, and moves there (one round trip, no Raft).
+    async fn locate(&mut self) {
+        let addr = self.replicas[self.leader % self.replicas.len()];
+        let request = Request {
+            id: RequestId::default(),
+            group: self.group,
+            op: ClientOp::Leader,
+        };
+        if let Ok(ClientResult::Leader { addr: leader, .. }) = self.attempt(addr, &request).await {
+            if let Ok(a) = leader.parse::<SocketAddr>() {
+                self.leader = match self.replicas.iter().position(|r| *r == a) {
+                    Some(i) => i,
+                    None => {
+                        self.replicas.push(a);
+                        self.replicas.len() - 1
+                    }
+                };
+                self.located = true;
+            }
+        }
     }
 
     async fn attempt(

@@ -300,16 +300,21 @@ impl Loop {
     }
 
     fn turn(&mut self) -> anyhow::Result<()> {
-        let out = self.replica.ready(now_ms())?;
         let peers = self.replica.peers().clone();
-        for msg in out.messages {
+        let transport = &self.transport;
+        let mut send = |msg: Message| {
             let to = msg.get_to();
             let Some(addr) = peers.get(&to).and_then(|a| a.parse::<SocketAddr>().ok()) else {
-                continue;
+                return;
             };
             if let Ok(bytes) = msg.write_to_bytes() {
-                let _ = self.transport.send_raft(to, addr, GROUP.0, bytes);
+                let _ = transport.send_raft(to, addr, GROUP.0, bytes);
             }
+        };
+        // A leader's appends leave while it fsyncs its own copy.
+        let out = self.replica.ready_with(now_ms(), &mut send)?;
+        for msg in out.messages {
+            send(msg);
         }
         for (token, reply) in out.replies {
             let Some(pending) = self.replies.remove(&token) else {

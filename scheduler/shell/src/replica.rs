@@ -717,12 +717,28 @@ impl<S: LogStore> Replica<S> {
     /// Runs raft's Ready cycle until nothing is ready, proposing scheduling passes on the
     /// leader. Returns everything to send and every reply.
     pub fn ready(&mut self, now_ms: u64) -> Result<Output, ReplicaError> {
+        let mut early = Vec::new();
+        let mut out = self.ready_with(now_ms, &mut |m| early.push(m))?;
+        early.append(&mut out.messages);
+        out.messages = early;
+        Ok(out)
+    }
+
+    /// Like [`Replica::ready`], but hands messages that may leave before this replica's own
+    /// fsync (a leader's appends: raft counts the leader's vote only once its log is durable,
+    /// so followers can persist in parallel) to `send_now` as soon as they exist, which takes
+    /// one fsync off the commit path. The rest are returned in [`Output::messages`].
+    pub fn ready_with(
+        &mut self,
+        now_ms: u64,
+        send_now: &mut dyn FnMut(Message),
+    ) -> Result<Output, ReplicaError> {
         for _ in 0..16 {
             self.maybe_propose(now_ms);
             if !self.node.has_ready() {
                 break;
             }
-            self.handle_ready()?;
+            self.handle_ready(send_now)?;
             self.after_input();
         }
         self.maybe_snapshot()?;
@@ -792,18 +808,26 @@ impl<S: LogStore> Replica<S> {
     /// Queues messages to send. A snapshot message is reported as sent at once: if it is
     /// lost, the follower rejects the next append and the leader sends a snapshot again.
     fn emit(&mut self, messages: Vec<Message>) {
-        for m in &messages {
+        self.report_snapshots(&messages);
+        self.output.messages.extend(messages);
+    }
+
+    fn report_snapshots(&mut self, messages: &[Message]) {
+        for m in messages {
             if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
                 self.node
                     .report_snapshot(m.get_to(), raft::SnapshotStatus::Finish);
             }
         }
-        self.output.messages.extend(messages);
     }
 
-    fn handle_ready(&mut self) -> Result<(), ReplicaError> {
+    fn handle_ready(&mut self, send_now: &mut dyn FnMut(Message)) -> Result<(), ReplicaError> {
         let mut ready = self.node.ready();
-        self.emit(ready.take_messages());
+        let early = ready.take_messages();
+        self.report_snapshots(&early);
+        for m in early {
+            send_now(m);
+        }
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
             let index = snapshot.get_metadata().get_index();
