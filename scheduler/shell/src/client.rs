@@ -112,7 +112,10 @@ impl ClusterClient {
         }
         let mut tried = Vec::new();
         let mut pause = Duration::from_millis(20);
-        while start.elapsed() < self.deadline {
+        // At least one attempt, even if locating the leader used up a short deadline.
+        let mut first = true;
+        while first || start.elapsed() < self.deadline {
+            first = false;
             let addr = self.replicas[self.leader % self.replicas.len()];
             tried.push(addr.to_string());
             match self.attempt(addr, &request).await {
@@ -166,7 +169,13 @@ impl ClusterClient {
             group: self.group,
             op: ClientOp::Leader,
         };
-        if let Ok(ClientResult::Leader { addr: leader, .. }) = self.attempt(addr, &request).await {
+        let answer = self.attempt(addr, &request).await;
+        if answer.is_err() {
+            // That replica is gone: the next call starts with the next one.
+            self.leader += 1;
+            return;
+        }
+        if let Ok(ClientResult::Leader { addr: leader, .. }) = answer {
             if let Ok(a) = leader.parse::<SocketAddr>() {
                 self.leader = match self.replicas.iter().position(|r| *r == a) {
                     Some(i) => i,

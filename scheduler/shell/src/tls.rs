@@ -304,6 +304,13 @@ pub struct Identity {
     key: PrivateKeyDer<'static>,
 }
 
+impl Identity {
+    /// The private key's DER bytes (to derive per-node secrets, never sent anywhere).
+    pub(crate) fn key_der(&self) -> &[u8] {
+        self.key.secret_der()
+    }
+}
+
 impl Clone for Identity {
     fn clone(&self) -> Identity {
         Identity {
