@@ -2,7 +2,8 @@
 //!
 //! `sovra-bench placement --json` times the placement pipeline on the synthetic four-site
 //! inventory; `sovra-bench raft --json` runs three real `sovrad` replicas on loopback and
-//! measures committed placements per second and leader failover (see `benches/README.md`).
+//! measures committed placements per second and leader failover (see `benches/README.md`);
+//! `sovra-bench sim --json` times the simulator: its event core, and one OpenB evaluation run.
 //! With `--json`, stdout carries one JSON object per result and nothing else; progress and
 //! warnings go to stderr. Without it, stdout is a table (`raft`: one field per line).
 //!
@@ -13,6 +14,7 @@ mod cluster;
 mod machine;
 mod placement;
 mod raft;
+mod sim;
 mod stats;
 
 use std::io::{self, Write};
@@ -44,6 +46,21 @@ enum Command {
     Placement(PlacementArgs),
     /// Three real `sovrad` replicas on loopback: committed placements per second, failover.
     Raft(RaftArgs),
+    /// The simulator: event-core throughput, one OpenB evaluation run (fgd and default).
+    Sim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    /// One JSON object per result on stdout, nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Directory of the OpenB CSVs; the OpenB cases are skipped when they are absent.
+    #[arg(long, default_value = "../shared/traces/openb")]
+    trace_dir: PathBuf,
+    /// `event_core`: events to process per round (best of 3 rounds).
+    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +179,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Placement(args) => run_placement(&args),
         Command::Raft(args) => run_raft(&args),
+        Command::Sim(args) => run_sim(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,6 +196,39 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|e| e.downcast_ref::<io::Error>())
         .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn run_sim(args: &SimArgs) -> anyhow::Result<()> {
+    let mut results = vec![sim::event_core(args.events, 3)];
+    for policy in [
+        sovra_sim::openb::Policy::Fgd,
+        sovra_sim::openb::Policy::Default,
+    ] {
+        match sim::openb_1seed(&args.trace_dir, policy)? {
+            Some(r) => results.push(r),
+            None => eprintln!(
+                "sovra-bench: sim: no {} and {} in {}: skipping openb_{}_1seed",
+                sim::NODES_FILE,
+                sim::PODS_FILE,
+                args.trace_dir.display(),
+                policy.name()
+            ),
+        }
+    }
+    let mut stdout = io::stdout().lock();
+    for r in results {
+        if args.json {
+            writeln!(stdout, "{r}")?;
+        } else {
+            let what = match (r["events_per_s"].as_f64(), r["wall_s"].as_f64()) {
+                (Some(e), _) => format!("{e:.0} events/s"),
+                (_, Some(w)) => format!("{w:.2} s wall"),
+                _ => String::new(),
+            };
+            writeln!(stdout, "{:<22} {what}", r["case"].as_str().unwrap_or(""))?;
+        }
+    }
+    Ok(())
 }
 
 fn run_placement(args: &PlacementArgs) -> anyhow::Result<()> {

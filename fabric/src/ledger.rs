@@ -137,6 +137,49 @@ pub struct Ledger {
     partial_counts: Vec<[u8; PARTIAL_BUCKETS]>,
     /// Schedulable nodes with a MIG GPU that has a free compute and memory slice.
     mig_nodes: Bitset,
+    /// Per node, live allocations by GPU shape (see [`AllocShapes`]).
+    shapes: Vec<AllocShapes>,
+}
+
+/// Live allocations on one node by GPU shape: how many shares of one GPU, and how many
+/// allocations of `k` whole GPUs for each `k`. Counted by [`Ledger::take`] and
+/// [`Ledger::give`]; placement policies that group jobs by shape (GPU clustering) read it.
+/// Not derivable from free capacity, so a recount copies it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocShapes {
+    /// Allocations of a share (milli-GPU) of one GPU.
+    pub share: u16,
+    /// `whole[k - 1]`: allocations of exactly `k` whole GPUs. At most one per GPU, so a `u8`
+    /// holds it.
+    pub whole: [u8; GPUS_PER_NODE_MAX],
+}
+
+impl AllocShapes {
+    /// Number of distinct GPU shapes present (CPU-only and MIG allocations do not count).
+    pub fn distinct(&self) -> u32 {
+        (self.share > 0) as u32 + self.whole.iter().filter(|&&c| c > 0).count() as u32
+    }
+
+    fn count(&mut self, gpus: &GpuTake, add: bool) {
+        match *gpus {
+            GpuTake::None | GpuTake::Mig { .. } => {}
+            GpuTake::Milli { .. } => {
+                assert!(
+                    add || self.share > 0,
+                    "give of a gpu share that was never taken"
+                );
+                self.share = if add { self.share + 1 } else { self.share - 1 };
+            }
+            GpuTake::Whole { mask } => {
+                let c = &mut self.whole[mask.count_ones() as usize - 1];
+                assert!(
+                    add || *c > 0,
+                    "give of a whole-gpu shape that was never taken"
+                );
+                *c = if add { *c + 1 } else { *c - 1 };
+            }
+        }
+    }
 }
 
 fn level_slot(level: Level) -> usize {
@@ -162,6 +205,7 @@ impl Ledger {
             partial_buckets: (0..PARTIAL_BUCKETS).map(|_| Bitset::new(n)).collect(),
             partial_counts: vec![[0u8; PARTIAL_BUCKETS]; n],
             mig_nodes: Bitset::new(n),
+            shapes: vec![AllocShapes::default(); n],
         };
         for (i, node) in topology.nodes().iter().enumerate() {
             let mut whole_mask = 0u32;
@@ -186,6 +230,12 @@ impl Ledger {
     #[inline]
     pub fn node(&self, node: NodeId) -> &NodeFree {
         &self.nodes[node.idx()]
+    }
+
+    /// Live allocations on a node by GPU shape.
+    #[inline]
+    pub fn shapes(&self, node: NodeId) -> &AllocShapes {
+        &self.shapes[node.idx()]
     }
 
     /// Allocated state of a GPU.
@@ -375,6 +425,7 @@ impl Ledger {
                 used.mig_memory_used += memory;
             }
         }
+        self.shapes[node.idx()].count(&take.gpus, true);
         self.reindex_node(topology, node, before);
     }
 
@@ -432,6 +483,7 @@ impl Ledger {
                 used.mig_memory_used -= memory;
             }
         }
+        self.shapes[node.idx()].count(&take.gpus, false);
         self.reindex_node(topology, node, before);
     }
 
@@ -516,6 +568,7 @@ impl Ledger {
             fresh.nodes[i] = free.clone();
         }
         fresh.gpus = self.gpus.clone();
+        fresh.shapes = self.shapes.clone();
         for level in TREE_LEVELS {
             let slot = level_slot(level);
             for h in &mut fresh.hist[slot] {

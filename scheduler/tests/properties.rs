@@ -439,23 +439,24 @@ fn policy() -> impl Strategy<Value = PolicyConfig> {
                 gpu_milli: 500,
                 gpu_count: 1,
                 model_mask: u64::MAX,
-                weight_ppm: 600_000,
+                weight: 600_000,
             },
             WorkloadShape {
                 cpu_milli: 8_000,
                 gpu_milli: 1_000,
                 gpu_count: 2,
                 model_mask: u64::MAX,
-                weight_ppm: 300_000,
+                weight: 300_000,
             },
             WorkloadShape {
                 cpu_milli: 1_000,
                 gpu_milli: 0,
                 gpu_count: 0,
                 model_mask: u64::MAX,
-                weight_ppm: 100_000,
+                weight: 100_000,
             },
         ],
+        population: 0,
     });
     let share = prop_oneof![3 => Just(SharePolicy::BestFit), 1 => Just(fgd)];
     (

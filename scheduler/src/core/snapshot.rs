@@ -1024,7 +1024,7 @@ impl Codec for WorkloadShape {
         e.put_u32(self.gpu_milli);
         e.put_u32(self.gpu_count);
         e.put_u64(self.model_mask);
-        e.put_u32(self.weight_ppm);
+        e.put_u32(self.weight);
     }
     fn decode(d: &mut Decoder<'_>) -> Result<WorkloadShape, DecodeError> {
         Ok(WorkloadShape {
@@ -1032,7 +1032,7 @@ impl Codec for WorkloadShape {
             gpu_milli: d.get_u32()?,
             gpu_count: d.get_u32()?,
             model_mask: d.get_u64()?,
-            weight_ppm: d.get_u32()?,
+            weight: d.get_u32()?,
         })
     }
 }
@@ -1040,20 +1040,33 @@ impl Codec for WorkloadShape {
 impl Codec for TargetWorkload {
     fn encode(&self, e: &mut Encoder) {
         encode_seq(e, &self.shapes);
+        e.put_u64(self.population);
     }
     fn decode(d: &mut Decoder<'_>) -> Result<TargetWorkload, DecodeError> {
         Ok(TargetWorkload {
             shapes: Vec::decode(d)?,
+            population: d.get_u64()?,
         })
     }
 }
 
+/// Share-policy tags. Tag 1 is the first FGD layout (shapes only, weights in parts per
+/// million): still decoded, no longer written.
 impl Codec for SharePolicy {
     fn encode(&self, e: &mut Encoder) {
         match self {
             SharePolicy::BestFit => e.put_u8(0),
             SharePolicy::Fgd(target) => {
-                e.put_u8(1);
+                e.put_u8(2);
+                target.encode(e);
+            }
+            SharePolicy::Random => e.put_u8(3),
+            SharePolicy::DotProduct => e.put_u8(4),
+            SharePolicy::GpuClustering => e.put_u8(5),
+            SharePolicy::GpuPacking => e.put_u8(6),
+            SharePolicy::NodeBestFit => e.put_u8(7),
+            SharePolicy::FragPack(target) => {
+                e.put_u8(8);
                 target.encode(e);
             }
         }
@@ -1062,7 +1075,17 @@ impl Codec for SharePolicy {
         let at = d.offset();
         Ok(match d.get_u8()? {
             0 => SharePolicy::BestFit,
-            1 => SharePolicy::Fgd(TargetWorkload::decode(d)?),
+            1 => SharePolicy::Fgd(TargetWorkload {
+                shapes: Vec::decode(d)?,
+                population: 0,
+            }),
+            2 => SharePolicy::Fgd(TargetWorkload::decode(d)?),
+            3 => SharePolicy::Random,
+            4 => SharePolicy::DotProduct,
+            5 => SharePolicy::GpuClustering,
+            6 => SharePolicy::GpuPacking,
+            7 => SharePolicy::NodeBestFit,
+            8 => SharePolicy::FragPack(TargetWorkload::decode(d)?),
             tag => return Err(bad_tag(at, "share policy", tag)),
         })
     }
@@ -2423,17 +2446,70 @@ mod tests {
                 gpu_milli: 500,
                 gpu_count: 1,
                 model_mask: u64::MAX,
-                weight_ppm: 1_000_000,
+                weight: 1_000_000,
             }],
+            population: 0,
         };
-        round_trip(&PolicyConfig {
-            share: SharePolicy::Fgd(fgd),
-            candidate_limit: 3,
-            subtree_limit: usize::MAX,
-        });
+        let shares = [
+            SharePolicy::BestFit,
+            SharePolicy::Fgd(fgd.clone()),
+            SharePolicy::Fgd(TargetWorkload {
+                population: 1_200_000,
+                ..fgd.clone()
+            }),
+            SharePolicy::Random,
+            SharePolicy::DotProduct,
+            SharePolicy::GpuClustering,
+            SharePolicy::GpuPacking,
+            SharePolicy::NodeBestFit,
+            SharePolicy::FragPack(fgd.clone()),
+        ];
+        for share in shares {
+            round_trip(&PolicyConfig {
+                share,
+                candidate_limit: 3,
+                subtree_limit: usize::MAX,
+            });
+        }
         for level in Level::ALL {
             round_trip(&level);
         }
+    }
+
+    #[test]
+    fn share_policy_tags() {
+        // The first FGD layout (tag 1: shapes only) still decodes, with no population.
+        let mut legacy = vec![FORMAT_VERSION, 1];
+        legacy.extend_from_slice(&1u32.to_le_bytes());
+        legacy.extend_from_slice(&8_000u64.to_le_bytes());
+        legacy.extend_from_slice(&500u32.to_le_bytes());
+        legacy.extend_from_slice(&1u32.to_le_bytes());
+        legacy.extend_from_slice(&u64::MAX.to_le_bytes());
+        legacy.extend_from_slice(&1_000_000u32.to_le_bytes());
+        let expect = SharePolicy::Fgd(TargetWorkload {
+            shapes: vec![WorkloadShape {
+                cpu_milli: 8_000,
+                gpu_milli: 500,
+                gpu_count: 1,
+                model_mask: u64::MAX,
+                weight: 1_000_000,
+            }],
+            population: 0,
+        });
+        assert_eq!(from_blob::<SharePolicy>(&legacy).unwrap(), expect);
+        // It is written with the current tag.
+        assert_eq!(to_blob(&expect)[1], 2);
+        let check = |bytes: &[u8], expect: Expect| {
+            expect.assert_eq(&from_blob::<SharePolicy>(bytes).unwrap_err().to_string());
+        };
+        check(
+            &[FORMAT_VERSION, 9],
+            expect![["invalid share policy tag 9 at byte 1"]],
+        );
+        check(
+            &[FORMAT_VERSION, 255],
+            expect![["invalid share policy tag 255 at byte 1"]],
+        );
     }
 
     #[test]

@@ -170,7 +170,16 @@ pub(crate) fn slot_on(
     node: NodeId,
     gpus: &GpuRequest,
 ) -> Result<(Take, u64), Removal> {
-    let eff = overlay.effective(ctx.view, node);
+    slot_on_effective(ctx, &overlay.effective(ctx.view, node), node, gpus)
+}
+
+/// [`slot_on`] for a node whose free resources net of the overlay are `eff`.
+pub(crate) fn slot_on_effective(
+    ctx: &Ctx<'_>,
+    eff: &Effective,
+    node: NodeId,
+    gpus: &GpuRequest,
+) -> Result<(Take, u64), Removal> {
     if !eff.schedulable {
         return Err(Removal::Unschedulable);
     }
@@ -366,17 +375,11 @@ pub(crate) fn find_slot(
     gpus: &GpuRequest,
     skip: &dyn Fn(NodeId) -> bool,
 ) -> Option<MemberSlot> {
+    if ctx.policy.share.scores_nodes() && !matches!(gpus, GpuRequest::Mig(_)) {
+        return super::score::find_scored_slot(ctx, overlay, ranges, gpus, skip);
+    }
     let view = ctx.view;
-    let exhaustive = matches!(ctx.policy.share, SharePolicy::Fgd(_))
-        && matches!(
-            gpus,
-            GpuRequest::Milli(_) | GpuRequest::Whole(_) | GpuRequest::None
-        );
-    let limit = if exhaustive {
-        usize::MAX
-    } else {
-        ctx.policy.candidate_limit.max(1)
-    };
+    let limit = ctx.policy.candidate_limit.max(1);
     // (score, secondary, tie, slot)
     let mut best: Option<(i64, u64, u64, MemberSlot)> = None;
     for bucket in bucket_order(gpus) {
@@ -391,12 +394,7 @@ pub(crate) fn find_slot(
                     Err(removal) => count_removal(ctx, removal),
                     Ok((take, gpu_score)) => {
                         found += 1;
-                        let (score, secondary) = match &ctx.policy.share {
-                            SharePolicy::Fgd(workload) if exhaustive => {
-                                (super::fgd::score(view, workload, node, &take), 0)
-                            }
-                            _ => (gpu_score as i64, leaf_free(ctx, node)),
-                        };
+                        let (score, secondary) = (gpu_score as i64, leaf_free(ctx, node));
                         let key = (score, secondary, tie(ctx.seed, node.0 as u64));
                         if best.as_ref().is_none_or(|b| key < (b.0, b.1, b.2)) {
                             best = Some((key.0, key.1, key.2, MemberSlot { node, take }));
@@ -408,7 +406,7 @@ pub(crate) fn find_slot(
                 }
             }
         }
-        if !exhaustive && best.is_some() {
+        if best.is_some() {
             break;
         }
     }
@@ -432,9 +430,11 @@ pub(crate) fn place_batch(
     match find_slot(ctx, &overlay, &ranges, gpus, &|_| false) {
         Some(slot) => {
             let name = &ctx.view.topology.node(slot.node).name;
-            ctx.explanation
-                .steps
-                .push(format!("best fit on node {name}"));
+            let step = match &ctx.policy.share {
+                SharePolicy::BestFit => format!("best fit on node {name}"),
+                share => format!("{} chose node {name}", share.name()),
+            };
+            ctx.explanation.steps.push(step);
             Ok(vec![slot])
         }
         None => Err(ctx.unschedulable(None)),

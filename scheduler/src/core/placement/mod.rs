@@ -7,10 +7,13 @@
 //!    eligible node ranges (subtrees are contiguous id ranges, see `sovra_fabric::topology`).
 //! 2. **feasibility**: candidates come from the ledger's bucket indexes in best-fit order
 //!    (nodes with exactly the GPUs asked for first), each checked for model, CPU, memory and
-//!    GPU fit. Scans start at a seeded rotation so equal nodes share load.
+//!    GPU fit. Scans start at a seeded rotation so equal nodes share load. Node-scoring
+//!    policies ([`SharePolicy::scores_nodes`]) check every eligible node instead.
 //! 3. **scoring**: best-fit packing (tightest GPU, then fullest leaf), topology locality for
-//!    gangs, spread and SLO latency for services, or fragmentation (FGD) for shared GPUs.
-//! 4. **selection**: the lowest score wins; ties go to a seeded hash of the node id.
+//!    gangs, spread and SLO latency for services; or, for single tasks and replicas under a
+//!    node-scoring policy, that policy's node score ([`score`]: FGD, the FGD paper's
+//!    baselines, sovra's FragPack).
+//! 4. **selection**: the best score wins; ties go to a seeded hash of the node id.
 //!
 //! Determinism: the result depends only on the view, the job and the seed. No clock, no IO,
 //! no global randomness, no hash-map iteration order.
@@ -23,6 +26,7 @@ pub mod fgd;
 mod gang;
 mod inference;
 mod member;
+pub mod score;
 
 use std::fmt;
 use std::ops::Range;
@@ -33,20 +37,69 @@ use crate::core::job::{JobId, JobSpec, Workload};
 
 pub use fgd::TargetWorkload;
 
-/// How shared (fractional) GPUs are packed.
+/// How a single task or replica chooses its node and GPUs.
+///
+/// [`SharePolicy::BestFit`] is sovra's bucketed best fit: candidates come from the ledger's
+/// best-fit indexes and the first bucket that fits ends the search. Every other policy is a
+/// *node-scoring* policy: every eligible node that fits is scored, the highest score wins and
+/// ties go to the seeded node order (`rng::tie(seed, node)`, lowest first). Six of them are
+/// the policies of the FGD paper's evaluation (Weng et al., USENIX ATC'23), implemented as its
+/// simulator defines them so that sovra reproduces the published numbers; see
+/// `docs/sim.md`. Gangs always use sovra's topology-aware gang placement; MIG requests
+/// always use best fit.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SharePolicy {
-    /// Tightest-fitting GPU first (best fit).
+    /// Tightest-fitting GPU first (best fit), then the fullest leaf.
     BestFit,
     /// Fragmentation gradient descent (Weng et al., ATC'23) against a target workload: pick
-    /// the node and GPU whose expected fragmentation grows least.
+    /// the node and GPU whose expected fragmentation grows least, scored as the paper's
+    /// simulator scores it (an integer 0..=100, see [`fgd`]).
     Fgd(TargetWorkload),
+    /// A uniformly random node that fits (seeded by the job), a random fitting GPU.
+    Random,
+    /// Tetris's dot product of the node's free and the task's requested (CPU, GPU), each
+    /// normalised by the largest node: the smallest product wins.
+    DotProduct,
+    /// GPU clustering: prefer nodes that already run only tasks of the same GPU shape
+    /// (share, or `k` whole GPUs), then fuller nodes.
+    GpuClustering,
+    /// GPU packing: prefer partly used GPUs, then free GPUs on partly used nodes, then idle
+    /// nodes with few GPUs.
+    GpuPacking,
+    /// The FGD paper's best-fit baseline: the node with the least CPU and GPU left after
+    /// placing, each normalised by the largest node (half weight each).
+    NodeBestFit,
+    /// sovra's packing for fractional-GPU workloads: FGD's fragmentation gradient plus the
+    /// GPU a node strands for lack of CPU and the capacity it takes from model-restricted
+    /// tasks, quantised as FGD's (see [`score`]).
+    FragPack(TargetWorkload),
+}
+
+impl SharePolicy {
+    /// Whether the policy scores every eligible node (all but [`SharePolicy::BestFit`]).
+    pub fn scores_nodes(&self) -> bool {
+        !matches!(self, SharePolicy::BestFit)
+    }
+
+    /// The policy's name, as `sovra-sim --policy` and explanations spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SharePolicy::BestFit => "best-fit",
+            SharePolicy::Fgd(_) => "fgd",
+            SharePolicy::Random => "random",
+            SharePolicy::DotProduct => "dot-product",
+            SharePolicy::GpuClustering => "gpu-clustering",
+            SharePolicy::GpuPacking => "gpu-packing",
+            SharePolicy::NodeBestFit => "node-best-fit",
+            SharePolicy::FragPack(_) => "frag-pack",
+        }
+    }
 }
 
 /// Placement policy knobs. Passed in, never stored in the view.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyConfig {
-    /// Packing of shared GPUs.
+    /// Node and GPU choice for single tasks and replicas.
     pub share: SharePolicy,
     /// Feasible candidates scored per best-fit bucket before choosing (Nomad's "limit").
     pub candidate_limit: usize,
@@ -70,10 +123,7 @@ impl Default for PolicyConfig {
 impl PolicyConfig {
     /// The policy's name in explanations.
     pub fn name(&self) -> &'static str {
-        match self.share {
-            SharePolicy::BestFit => "best-fit",
-            SharePolicy::Fgd(_) => "fgd",
-        }
+        self.share.name()
     }
 }
 
@@ -245,7 +295,7 @@ pub fn place(
     job: &JobSpec,
     seed: u64,
 ) -> Placement {
-    let mut ctx = Ctx::new(view, policy, job, seed);
+    let mut ctx = Ctx::new(view, policy, job_id, job, seed);
     let result = ctx.eligibility().and_then(|()| match &job.workload {
         Workload::Batch { gpus } => member::place_batch(&mut ctx, gpus),
         Workload::Gang(spec) => gang::place_gang(&mut ctx, spec),
@@ -288,6 +338,7 @@ fn debug_check_plan(view: ClusterView<'_>, plan: &Plan) {
 pub(crate) struct Ctx<'a> {
     pub view: ClusterView<'a>,
     pub policy: &'a PolicyConfig,
+    pub job_id: JobId,
     pub job: &'a JobSpec,
     pub seed: u64,
     /// Sites that passed jurisdiction (and, for services, latency) filtering.
@@ -303,6 +354,7 @@ impl<'a> Ctx<'a> {
     fn new(
         view: ClusterView<'a>,
         policy: &'a PolicyConfig,
+        job_id: JobId,
         job: &'a JobSpec,
         seed: u64,
     ) -> Ctx<'a> {
@@ -314,6 +366,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             view,
             policy,
+            job_id,
             job,
             seed,
             sites: Vec::new(),
