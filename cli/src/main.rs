@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sovra_fabric::topology::Level;
-use sovra_fabric::{GpuTake, Topology};
+use sovra_fabric::Topology;
 use sovra_scheduler::core::job::JobId;
 use sovra_scheduler::core::placement::{self, ClusterView, Outcome, PolicyConfig};
 use sovra_scheduler::core::state::StateMachine;
@@ -269,7 +269,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                                     "site": topology.site(node.site).name,
                                     "jurisdiction": topology.site_jurisdiction(node.site).as_str(),
                                     "leaf": leaf_name(topology, m.node),
-                                    "gpus": gpu_text(m.take.gpus),
+                                    "gpus": m.take.gpus.to_string(),
                                 })
                             })
                             .collect();
@@ -290,7 +290,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                                 node.name,
                                 topology.site(node.site).name,
                                 topology.site_jurisdiction(node.site),
-                                gpu_text(m.take.gpus)
+                                m.take.gpus
                             );
                         }
                         print!("{}", placed.explanation);
@@ -316,25 +316,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 }
             }
         }
-    }
-}
-
-fn gpu_text(gpus: GpuTake) -> String {
-    match gpus {
-        GpuTake::None => "none".into(),
-        GpuTake::Whole { mask } => {
-            let idx: Vec<String> = (0..32)
-                .filter(|i| mask & (1 << i) != 0)
-                .map(|i| i.to_string())
-                .collect();
-            idx.join(",")
-        }
-        GpuTake::Milli { local, milli } => format!("{local}@{milli}m"),
-        GpuTake::Mig {
-            local,
-            compute,
-            memory,
-        } => format!("{local}:mig({compute}c,{memory}m)"),
     }
 }
 

@@ -83,6 +83,33 @@ pub enum GpuTake {
     },
 }
 
+/// The notation users see (`sovra place`, `sovra submit --wait`, `sovra jobs`): `none`,
+/// whole GPUs as local indices `0,1`, a share as `0@300m`, a MIG instance as `0:mig(1c,1m)`.
+impl std::fmt::Display for GpuTake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            GpuTake::None => f.write_str("none"),
+            GpuTake::Whole { mask } => {
+                let mut first = true;
+                for i in (0..32).filter(|i| mask & (1u32 << i) != 0) {
+                    if !first {
+                        f.write_str(",")?;
+                    }
+                    first = false;
+                    write!(f, "{i}")?;
+                }
+                Ok(())
+            }
+            GpuTake::Milli { local, milli } => write!(f, "{local}@{milli}m"),
+            GpuTake::Mig {
+                local,
+                compute,
+                memory,
+            } => write!(f, "{local}:mig({compute}c,{memory}m)"),
+        }
+    }
+}
+
 /// Resources taken on one node by one allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Take {

@@ -124,13 +124,7 @@ impl ClusterClient {
                     // A hinted leader we did not know of joins the list.
                     let hinted = leader
                         .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
-                        .map(|a| match self.replicas.iter().position(|r| *r == a) {
-                            Some(i) => i,
-                            None => {
-                                self.replicas.push(a);
-                                self.replicas.len() - 1
-                            }
-                        });
+                        .map(|a| self.replica_index(a));
                     match hinted {
                         Some(i) if i != self.leader % self.replicas.len() => self.leader = i,
                         _ => {
@@ -161,6 +155,17 @@ impl ClusterClient {
         Err(ClusterError::Unavailable(self.deadline, tried.join(", ")))
     }
 
+    /// The index of replica `addr`, added to the list if it was not there.
+    fn replica_index(&mut self, addr: SocketAddr) -> usize {
+        match self.replicas.iter().position(|r| *r == addr) {
+            Some(i) => i,
+            None => {
+                self.replicas.push(addr);
+                self.replicas.len() - 1
+            }
+        }
+    }
+
     /// Asks the replica we talk to who leads, and moves there (one round trip, no Raft).
     async fn locate(&mut self) {
         let addr = self.replicas[self.leader % self.replicas.len()];
@@ -177,13 +182,7 @@ impl ClusterClient {
         }
         if let Ok(ClientResult::Leader { addr: leader, .. }) = answer {
             if let Ok(a) = leader.parse::<SocketAddr>() {
-                self.leader = match self.replicas.iter().position(|r| *r == a) {
-                    Some(i) => i,
-                    None => {
-                        self.replicas.push(a);
-                        self.replicas.len() - 1
-                    }
-                };
+                self.leader = self.replica_index(a);
                 self.located = true;
             }
         }

@@ -365,35 +365,25 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
     let ca = tls::load_ca(&opts.certs)?;
     let db = RedbDb::open(&store_path(&opts.data))?;
     let store = db.group(GROUP)?;
-    let inventory = opts.inventory.clone();
-    let has_state = store.latest_snapshot().get_metadata().get_index() > 0;
-    if !has_state && inventory.is_none() {
-        bail!(
-            "{} holds no state: run `sovrad init` first, or pass --inventory to join an \
-             existing cluster",
-            opts.data.display()
-        );
-    }
-    let mut empty_error = None;
+    // A replica with no snapshot yet (joining a cluster) starts from the inventory; the
+    // leader's snapshot then replaces that state.
+    let empty = if store.latest_snapshot().get_metadata().get_index() > 0 {
+        None
+    } else {
+        let Some(path) = &opts.inventory else {
+            bail!(
+                "{} holds no state: run `sovrad init` first, or pass --inventory to join an \
+                 existing cluster",
+                opts.data.display()
+            );
+        };
+        Some(initial_state(path, false)?)
+    };
     let mut cfg = ReplicaConfig::new(opts.id, GROUP);
     cfg.election_tick = opts.election_ticks;
     let replica = Replica::open(cfg, store, || {
-        let path = inventory.expect("checked above");
-        match initial_state(&path, false) {
-            Ok(sm) => sm,
-            Err(e) => {
-                empty_error = Some(e);
-                StateMachine::with_all_nodes_up(
-                    sovra_fabric::Topology::build(Default::default())
-                        .expect("an empty topology builds"),
-                    PolicyConfig::default(),
-                )
-            }
-        }
+        empty.expect("open asks for an empty state only when the store has no snapshot")
     })?;
-    if let Some(e) = empty_error {
-        return Err(e);
-    }
     let (transport, mut inbound) = Transport::bind(
         opts.listen,
         &identity,

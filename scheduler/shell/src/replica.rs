@@ -25,6 +25,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use sovra_scheduler::core::job::{JobId, JobSpec};
+use sovra_scheduler::core::placement::{Plan, Unschedulable};
 use sovra_scheduler::core::snapshot::{from_blob, to_blob, Decoder, Encoder};
 use sovra_scheduler::core::state::{
     Applied, Command, Entry as SmEntry, JobRecord, JobState, RequestId, StateMachine,
@@ -310,13 +311,11 @@ fn splitmix(state: &mut u64) -> u64 {
 
 /// Renders a job as one line: id, name, tenant, state, placement or reason.
 pub fn render_job(sm: &StateMachine, r: &JobRecord) -> String {
-    let topology = sm.topology();
     let detail = match (&r.plan, &r.reason) {
         (Some(plan), _) => render_plan(sm, plan),
-        (None, Some(why)) => format!("{:?}: {}", why.reason, why.message),
+        (None, Some(why)) => render_reason(why),
         (None, None) => String::new(),
     };
-    let _ = topology;
     format!(
         "{} {} {} {} {}",
         r.id,
@@ -329,28 +328,24 @@ pub fn render_job(sm: &StateMachine, r: &JobRecord) -> String {
     .to_string()
 }
 
-fn render_plan(sm: &StateMachine, plan: &sovra_scheduler::core::placement::Plan) -> String {
+fn render_reason(why: &Unschedulable) -> String {
+    format!("{:?}: {}", why.reason, why.message)
+}
+
+/// Members as `node{gpus}` in the notation of [`sovra_fabric::GpuTake`]'s `Display`.
+fn render_plan(sm: &StateMachine, plan: &Plan) -> String {
     let topology = sm.topology();
-    let mut parts = Vec::with_capacity(plan.members.len());
-    for m in &plan.members {
-        let name = &topology.node(m.node).name;
-        parts.push(match m.take.gpus {
-            sovra_fabric::GpuTake::None => name.clone(),
-            sovra_fabric::GpuTake::Whole { mask } => {
-                let gpus: Vec<String> = (0..32)
-                    .filter(|b| mask & (1u32 << b) != 0)
-                    .map(|b| b.to_string())
-                    .collect();
-                format!("{name}{{{}}}", gpus.join(","))
+    let parts: Vec<String> = plan
+        .members
+        .iter()
+        .map(|m| {
+            let name = &topology.node(m.node).name;
+            match m.take.gpus {
+                sovra_fabric::GpuTake::None => name.clone(),
+                gpus => format!("{name}{{{gpus}}}"),
             }
-            sovra_fabric::GpuTake::Milli { local, milli } => format!("{name}{{{local}:{milli}m}}"),
-            sovra_fabric::GpuTake::Mig {
-                local,
-                compute,
-                memory,
-            } => format!("{name}{{{local}:mig{compute}c{memory}m}}"),
-        });
-    }
+        })
+        .collect();
     parts.join(" ")
 }
 
@@ -572,80 +567,44 @@ impl<S: LogStore> Replica<S> {
                     spec,
                     request: Some(request),
                 };
-                self.waiting
-                    .insert(token, Waiting::Proposal { wait_placed });
-                self.node.propose(
-                    client_context(CTX_CLIENT, self.cfg.id, token),
-                    encode_record(now_ms, &command),
-                )
+                self.propose_command(token, &command, wait_placed, now_ms)
             }
-            Op::Command(command) => {
-                self.waiting
-                    .insert(token, Waiting::Proposal { wait_placed: false });
-                self.node.propose(
-                    client_context(CTX_CLIENT, self.cfg.id, token),
-                    encode_record(now_ms, &command),
-                )
-            }
+            Op::Command(command) => self.propose_command(token, &command, false, now_ms),
             Op::Status { job } => {
-                self.waiting
-                    .insert(token, Waiting::Read(ReadOp::Status(job)));
-                self.node.read_index(token.to_le_bytes().to_vec());
+                self.read(token, ReadOp::Status(job));
                 Ok(())
             }
             Op::Jobs => {
-                self.waiting.insert(token, Waiting::Read(ReadOp::Jobs));
-                self.node.read_index(token.to_le_bytes().to_vec());
+                self.read(token, ReadOp::Jobs);
                 Ok(())
             }
             Op::AddNode { id, addr } => {
-                if self.conf_inflight {
-                    self.output.replies.push((
-                        token,
-                        Reply::Rejected("another membership change is in progress".into()),
-                    ));
+                if self.conf_busy(token) {
                     return;
                 }
                 if id == 0 || self.conf_state.voters.contains(&id) {
-                    self.output.replies.push((
-                        token,
-                        Reply::Rejected(format!("node {id} is already a voter")),
-                    ));
+                    self.reject(token, format!("node {id} is already a voter"));
                     return;
                 }
                 let mut cc = ConfChange::default();
                 cc.set_change_type(ConfChangeType::AddLearnerNode);
                 cc.set_node_id(id);
                 cc.set_context(addr.into_bytes().into());
-                self.waiting
-                    .insert(token, Waiting::Proposal { wait_placed: false });
-                self.conf_inflight = true;
-                self.node
-                    .propose_conf_change(client_context(CTX_CONF, self.cfg.id, token), cc)
+                self.propose_conf(token, cc)
             }
             Op::RemoveNode { id } => {
-                if self.conf_inflight {
-                    self.output.replies.push((
-                        token,
-                        Reply::Rejected("another membership change is in progress".into()),
-                    ));
+                if self.conf_busy(token) {
                     return;
                 }
                 if !self.conf_state.voters.contains(&id) && !self.conf_state.learners.contains(&id)
                 {
-                    self.output
-                        .replies
-                        .push((token, Reply::Rejected(format!("node {id} is not a member"))));
+                    self.reject(token, format!("node {id} is not a member"));
                     return;
                 }
                 let mut cc = ConfChange::default();
                 cc.set_change_type(ConfChangeType::RemoveNode);
                 cc.set_node_id(id);
-                self.waiting
-                    .insert(token, Waiting::Proposal { wait_placed: false });
-                self.conf_inflight = true;
-                self.node
-                    .propose_conf_change(client_context(CTX_CONF, self.cfg.id, token), cc)
+                self.propose_conf(token, cc)
             }
             Op::Leader => unreachable!("answered above"),
         };
@@ -658,6 +617,49 @@ impl<S: LogStore> Replica<S> {
                 .push((token, Reply::NotLeader { leader }));
         }
         self.after_input();
+    }
+
+    fn reject(&mut self, token: u64, why: String) {
+        self.output.replies.push((token, Reply::Rejected(why)));
+    }
+
+    /// Proposes a client's state-machine command; the reply comes when it is applied.
+    fn propose_command(
+        &mut self,
+        token: u64,
+        command: &Command,
+        wait_placed: bool,
+        now_ms: u64,
+    ) -> raft::Result<()> {
+        self.waiting
+            .insert(token, Waiting::Proposal { wait_placed });
+        self.node.propose(
+            client_context(CTX_CLIENT, self.cfg.id, token),
+            encode_record(now_ms, command),
+        )
+    }
+
+    /// Starts a linearizable read: answered once applied reaches the read index.
+    fn read(&mut self, token: u64, op: ReadOp) {
+        self.waiting.insert(token, Waiting::Read(op));
+        self.node.read_index(token.to_le_bytes().to_vec());
+    }
+
+    /// Membership changes go one at a time: refuses (and answers) while one is in flight.
+    fn conf_busy(&mut self, token: u64) -> bool {
+        if self.conf_inflight {
+            self.reject(token, "another membership change is in progress".into());
+        }
+        self.conf_inflight
+    }
+
+    /// Proposes a client's membership change.
+    fn propose_conf(&mut self, token: u64, cc: ConfChange) -> raft::Result<()> {
+        self.waiting
+            .insert(token, Waiting::Proposal { wait_placed: false });
+        self.conf_inflight = true;
+        self.node
+            .propose_conf_change(client_context(CTX_CONF, self.cfg.id, token), cc)
     }
 
     fn leader_hint(&self) -> Option<(u64, String)> {
@@ -1005,10 +1007,7 @@ impl<S: LogStore> Replica<S> {
         Reply::Submitted {
             job,
             placed: r.plan.as_ref().map(|p| render_plan(&self.sm, p)),
-            pending: r
-                .reason
-                .as_ref()
-                .map(|why| format!("{:?}: {}", why.reason, why.message)),
+            pending: r.reason.as_ref().map(render_reason),
         }
     }
 
