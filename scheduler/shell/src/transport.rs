@@ -316,17 +316,32 @@ impl Transport {
         // Stateless resets with a key that survives restarts (derived from the node's private
         // key): a restarted replica answers packets of its previous life's connections with a
         // reset the peers accept, so they reconnect at once instead of after the idle timeout.
-        let reset_key = {
+        // The connection-id generator's key must survive restarts too: quinn drops packets
+        // whose connection id its generator did not sign before it considers a reset, and the
+        // default key is random per process.
+        let derive = |label: &[u8]| {
             use sha2::Digest;
             let mut h = sha2::Sha256::new();
-            h.update(b"sovra quic stateless reset v1\0");
+            h.update(label);
             h.update(identity.key_der());
-            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &h.finalize())
+            h.finalize()
         };
+        let reset_key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &derive(b"sovra quic stateless reset v1\0"),
+        );
+        let cid_key = {
+            let d = derive(b"sovra quic connection id v1\0");
+            u64::from_le_bytes(d[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
+        };
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         let socket = std::net::UdpSocket::bind(addr)
             .map_err(|source| TransportError::Bind { addr, source })?;
         let mut endpoint = Endpoint::new(
-            quinn::EndpointConfig::new(Arc::new(reset_key)),
+            endpoint_config,
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),

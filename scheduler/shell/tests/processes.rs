@@ -517,6 +517,42 @@ fn leader_kill9_loses_and_duplicates_nothing() {
     );
 }
 
+/// A follower killed with SIGKILL and restarted on its address hears from the leader again
+/// at once. The leader's connection to the dead process is closed by the restarted one's
+/// QUIC stateless reset (keyed from the node's key, so it survives the restart), not by the
+/// 10 s idle timeout, which is what this checks (with half the timeout as the bound: rejoining
+/// takes ~0.3 s, so the margin is wide).
+#[test]
+fn killed_follower_rejoins_before_the_idle_timeout() {
+    let mut cluster = Cluster::start();
+    let leader = cluster.wait_leader(&[0, 1, 2]);
+    let follower = (leader + 1) % REPLICAS;
+    let mut client = cluster.client();
+    let id = client.request_id();
+    cluster.submit_placed(&mut client, id, "before");
+
+    cluster.kill9(follower);
+    cluster.spawn(follower);
+    let restarted = Instant::now();
+    let mut asked = cluster.client_of(&[follower]);
+    asked.deadline = Duration::from_millis(300);
+    asked.attempt_timeout = Duration::from_millis(300);
+    let bound = Duration::from_secs(5);
+    loop {
+        if let Ok(ClientResult::Leader { id, .. }) = cluster.call(&mut asked, ClientOp::Leader) {
+            if id == leader as u64 + 1 {
+                break;
+            }
+        }
+        assert!(
+            restarted.elapsed() < bound,
+            "the restarted follower has not heard from the leader after {:?}",
+            restarted.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn restart_of_all_replicas_keeps_the_state() {
     let mut cluster = Cluster::start();
