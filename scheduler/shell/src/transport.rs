@@ -137,7 +137,7 @@ pub enum SendOutcome {
     Queued,
     /// Dropped: the peer's queue is full.
     QueueFull,
-    /// Dropped: the frame would exceed [`wire::FRAME_BYTES_MAX`].
+    /// Dropped: the message exceeds [`wire::RAFT_MESSAGE_BYTES_MAX`].
     TooLarge,
     /// Dropped: there are already [`TransportConfig::peers_max`] peers.
     TooManyPeers,
@@ -389,7 +389,7 @@ impl Transport {
             to, self.shared.self_id,
             "a replica does not send raft messages to itself"
         );
-        if wire::raft_frame_bytes(bytes.len()) > wire::FRAME_BYTES_MAX as usize {
+        if bytes.len() > wire::RAFT_MESSAGE_BYTES_MAX {
             return SendOutcome::TooLarge;
         }
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -745,7 +745,10 @@ impl PeerLink {
                 entry.insert(stream)
             }
         };
-        wire::write_frame(stream, &Frame::Raft { group, message }).await
+        for frame in wire::raft_frames(group, message) {
+            wire::write_frame(stream, &frame).await?;
+        }
+        Ok(())
     }
 }
 
@@ -864,21 +867,24 @@ async fn handle_peer_stream(
             return stop(&mut recv, close_code::PROTOCOL);
         }
     };
+    let mut joiner = wire::RaftJoiner::default();
     loop {
-        match wire::read_frame(&mut recv).await {
+        let message = match wire::read_frame(&mut recv).await {
             Ok(Some(Frame::Raft {
                 group: frame_group,
                 message,
-            })) if frame_group == group => {
-                let message = Inbound::Raft {
-                    from: node,
-                    group,
-                    bytes: message,
-                };
-                if inbound.send(message).await.is_err() {
-                    return; // The event loop is gone.
+            })) if frame_group == group && !joiner.in_progress() => Some(message),
+            Ok(Some(Frame::RaftPart {
+                group: frame_group,
+                total,
+                part,
+            })) if frame_group == group => match joiner.push(total, part) {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::debug!(node, group, "bad raft parts: {e}");
+                    return stop(&mut recv, close_code::PROTOCOL);
                 }
-            }
+            },
             Ok(None) => return,
             Ok(Some(frame)) => {
                 tracing::debug!(
@@ -892,6 +898,16 @@ async fn handle_peer_stream(
             Err(e) => {
                 tracing::debug!(node, group, "peer stream failed: {e}");
                 return stop(&mut recv, close_code::PROTOCOL);
+            }
+        };
+        if let Some(message) = message {
+            let message = Inbound::Raft {
+                from: node,
+                group,
+                bytes: message,
+            };
+            if inbound.send(message).await.is_err() {
+                return; // The event loop is gone.
             }
         }
     }
@@ -1144,7 +1160,21 @@ mod tests {
         );
         assert_eq!(next_raft(&mut one_inbound).await, (2, 1, b"back".to_vec()));
 
-        let huge = vec![0; wire::FRAME_BYTES_MAX as usize];
+        // Over one frame: split into parts and joined again, in order with what follows.
+        let big: Vec<u8> = (0..wire::FRAME_BYTES_MAX as usize + 5 * wire::RAFT_PART_BYTES / 2)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        assert_eq!(
+            one.send_raft(2, two.local_addr(), 1, big.clone()),
+            SendOutcome::Queued
+        );
+        assert_eq!(
+            one.send_raft(2, two.local_addr(), 1, b"next".to_vec()),
+            SendOutcome::Queued
+        );
+        assert!(next_raft(&mut two_inbound).await == (1, 1, big));
+        assert_eq!(next_raft(&mut two_inbound).await, (1, 1, b"next".to_vec()));
+        let huge = vec![0; wire::RAFT_MESSAGE_BYTES_MAX + 1];
         assert_eq!(
             one.send_raft(2, two.local_addr(), 1, huge),
             SendOutcome::TooLarge

@@ -15,6 +15,7 @@
 //! |--------|--------------|------------------------------------------------------------|
 //! | `0x01` | `PeerHello`  | `str cluster, u64 group, u64 from`                         |
 //! | `0x02` | `Raft`       | `u64 group, bytes message` (protobuf raft message, opaque) |
+//! | `0x03` | `RaftPart`   | `u64 group, u64 total, bytes part`                         |
 //! | `0x10` | `Request`    | `u64 client, u64 seq, u64 group, u8 op, op fields`         |
 //! | `0x11` | `Response`   | `u64 client, u64 seq, u8 result, result fields`            |
 //!
@@ -42,6 +43,12 @@
 //! | `0x06` | `Error`          | `u16 code, str message`                 |
 //! | `0x07` | `Leader`         | `u64 id, str addr`                      |
 //!
+//! A Raft message too large for one frame (a snapshot of a big state) travels as `RaftPart`
+//! frames on the peer stream, each at most [`RAFT_PART_BYTES`], every one carrying the whole
+//! message's length `total` (at most [`RAFT_MESSAGE_BYTES_MAX`]); the receiver joins them in
+//! order and hands the message on once it has `total` bytes. Nothing else may come between
+//! the parts of one message.
+//!
 //! Extending: a new frame kind, op or result gets the next unused byte, and old peers reject
 //! it with a typed error. Changing the fields of an existing one needs a new protocol
 //! version. Decoding never panics and never allocates more than the input holds.
@@ -50,6 +57,11 @@
 pub const PROTOCOL_VERSION: u16 = 1;
 /// The largest accepted value of a frame's length field.
 pub const FRAME_BYTES_MAX: u32 = 16 * 1024 * 1024;
+/// The largest Raft message the transport carries (split into [`Frame::RaftPart`]s above
+/// one frame): room for a snapshot of a full state (`JOBS_MAX` jobs).
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 1 << 30;
+/// The payload of one [`Frame::RaftPart`].
+pub const RAFT_PART_BYTES: usize = 4 << 20;
 /// Bytes of the length field.
 const LENGTH_BYTES: usize = 4;
 /// Bytes of version and kind, counted by the length field.
@@ -62,6 +74,7 @@ const _: () = assert!(FRAME_BYTES_MAX as usize > HEAD_BYTES);
 
 const KIND_PEER_HELLO: u8 = 0x01;
 const KIND_RAFT: u8 = 0x02;
+const KIND_RAFT_PART: u8 = 0x03;
 const KIND_REQUEST: u8 = 0x10;
 const KIND_RESPONSE: u8 = 0x11;
 
@@ -95,6 +108,15 @@ pub enum Frame {
         /// The protobuf-encoded raft message.
         message: Vec<u8>,
     },
+    /// A piece of a Raft message too large for one frame; see the module docs.
+    RaftPart {
+        /// The Raft group.
+        group: u64,
+        /// The whole message's length in bytes.
+        total: u64,
+        /// The next bytes of the message.
+        part: Vec<u8>,
+    },
     /// A client request, alone on its own bidirectional stream.
     Request(Request),
     /// The answer to a [`Request`], on the same stream.
@@ -107,6 +129,7 @@ impl Frame {
         match self {
             Frame::PeerHello { .. } => "peer hello",
             Frame::Raft { .. } => "raft",
+            Frame::RaftPart { .. } => "raft part",
             Frame::Request(_) => "request",
             Frame::Response(_) => "response",
         }
@@ -360,6 +383,12 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             put_u64(&mut out, *group);
             put_bytes(&mut out, message);
         }
+        Frame::RaftPart { group, total, part } => {
+            put_u8(&mut out, KIND_RAFT_PART);
+            put_u64(&mut out, *group);
+            put_u64(&mut out, *total);
+            put_bytes(&mut out, part);
+        }
         Frame::Request(request) => {
             put_u8(&mut out, KIND_REQUEST);
             put_request_id(&mut out, request.id);
@@ -446,6 +475,68 @@ pub async fn write_frame(send: &mut quinn::SendStream, frame: &Frame) -> Result<
     Ok(())
 }
 
+/// The frames that carry one Raft message: one [`Frame::Raft`] when it fits, else
+/// [`Frame::RaftPart`]s of [`RAFT_PART_BYTES`]. The caller bounds the message by
+/// [`RAFT_MESSAGE_BYTES_MAX`].
+pub fn raft_frames(group: u64, message: Vec<u8>) -> Vec<Frame> {
+    if raft_frame_bytes(message.len()) <= FRAME_BYTES_MAX as usize {
+        return vec![Frame::Raft { group, message }];
+    }
+    let total = message.len() as u64;
+    message
+        .chunks(RAFT_PART_BYTES)
+        .map(|part| Frame::RaftPart {
+            group,
+            total,
+            part: part.to_vec(),
+        })
+        .collect()
+}
+
+/// Joins the [`Frame::RaftPart`]s of one peer stream back into messages.
+#[derive(Debug, Default)]
+pub struct RaftJoiner {
+    /// The message being joined: its total length, and the bytes so far.
+    partial: Option<(u64, Vec<u8>)>,
+}
+
+impl RaftJoiner {
+    /// Takes the stream's next part: the whole message once complete, `None` while more
+    /// parts are due, or why the parts are malformed (the stream is then broken).
+    pub fn push(&mut self, total: u64, part: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        if total > RAFT_MESSAGE_BYTES_MAX as u64 {
+            return Err(format!(
+                "raft message of {total} bytes exceeds the limit of {RAFT_MESSAGE_BYTES_MAX}"
+            ));
+        }
+        if part.is_empty() {
+            return Err("empty raft part".into());
+        }
+        let (expected, bytes) = self.partial.get_or_insert_with(|| {
+            // Grow with the parts that arrive, not with what `total` claims.
+            (total, Vec::with_capacity(part.len()))
+        });
+        if *expected != total {
+            return Err(format!(
+                "raft part says the message has {total} bytes, earlier parts said {expected}"
+            ));
+        }
+        if bytes.len() as u64 + part.len() as u64 > total {
+            return Err(format!("raft parts overrun the message's {total} bytes"));
+        }
+        bytes.extend_from_slice(&part);
+        if bytes.len() as u64 == total {
+            return Ok(self.partial.take().map(|(_, bytes)| bytes));
+        }
+        Ok(None)
+    }
+
+    /// Whether a message is half joined (a whole `Raft` frame may not come now).
+    pub fn in_progress(&self) -> bool {
+        self.partial.is_some()
+    }
+}
+
 /// The encoded size of a raft frame carrying `message_bytes`, without the length field.
 pub fn raft_frame_bytes(message_bytes: usize) -> usize {
     HEAD_BYTES + 8 + 4 + message_bytes
@@ -470,7 +561,7 @@ fn check_version(version: u16) -> Result<(), DecodeError> {
 
 fn check_kind(kind: u8) -> Result<(), DecodeError> {
     match kind {
-        KIND_PEER_HELLO | KIND_RAFT | KIND_REQUEST | KIND_RESPONSE => Ok(()),
+        KIND_PEER_HELLO | KIND_RAFT | KIND_RAFT_PART | KIND_REQUEST | KIND_RESPONSE => Ok(()),
         _ => Err(DecodeError::Kind { kind }),
     }
 }
@@ -489,6 +580,11 @@ fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
         KIND_RAFT => Frame::Raft {
             group: reader.u64("group")?,
             message: reader.bytes("message")?,
+        },
+        KIND_RAFT_PART => Frame::RaftPart {
+            group: reader.u64("group")?,
+            total: reader.u64("total")?,
+            part: reader.bytes("part")?,
         },
         KIND_REQUEST => Frame::Request(Request {
             id: reader.request_id()?,
@@ -829,6 +925,17 @@ mod tests {
             "#]],
         );
         check(
+            Frame::RaftPart {
+                group: 1,
+                total: 5,
+                part: vec![0xaa, 0xbb],
+            },
+            expect![[r#"
+                19 00 00 00 01 00 03 01 00 00 00 00 00 00 00 05
+                00 00 00 00 00 00 00 02 00 00 00 aa bb
+            "#]],
+        );
+        check(
             Frame::Request(Request {
                 id: RequestId { client: 3, seq: 4 },
                 group: 1,
@@ -984,6 +1091,62 @@ mod tests {
         (any::<u64>(), any::<u64>()).prop_map(|(client, seq)| RequestId { client, seq })
     }
 
+    #[test]
+    fn big_raft_messages_split_and_join() {
+        let message: Vec<u8> = (0..FRAME_BYTES_MAX as usize + RAFT_PART_BYTES + 7)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let frames = raft_frames(3, message.clone());
+        assert_eq!(frames.len(), (message.len()).div_ceil(RAFT_PART_BYTES));
+        let mut joiner = RaftJoiner::default();
+        let mut joined = None;
+        for (i, frame) in frames.into_iter().enumerate() {
+            let Frame::RaftPart { group, total, part } = frame else {
+                panic!("frame {i} is not a part");
+            };
+            assert_eq!((group, total), (3, message.len() as u64));
+            assert!(
+                encode(&Frame::RaftPart {
+                    group,
+                    total,
+                    part: part.clone()
+                })
+                .len()
+                    - LENGTH_BYTES
+                    <= FRAME_BYTES_MAX as usize
+            );
+            assert!(joined.is_none(), "joined before the last part");
+            joined = joiner.push(total, part).unwrap();
+        }
+        assert!(joined == Some(message));
+        assert!(!joiner.in_progress());
+        // Small messages stay one frame.
+        assert_eq!(
+            raft_frames(3, vec![1, 2]),
+            vec![Frame::Raft {
+                group: 3,
+                message: vec![1, 2]
+            }]
+        );
+    }
+
+    #[test]
+    fn malformed_raft_parts_are_refused() {
+        let mut j = RaftJoiner::default();
+        assert!(j.push(RAFT_MESSAGE_BYTES_MAX as u64 + 1, vec![1]).is_err());
+        let mut j = RaftJoiner::default();
+        assert!(j.push(4, vec![]).is_err());
+        let mut j = RaftJoiner::default();
+        assert_eq!(j.push(4, vec![1, 2]), Ok(None));
+        assert!(j
+            .push(5, vec![3])
+            .unwrap_err()
+            .contains("earlier parts said 4"));
+        let mut j = RaftJoiner::default();
+        assert_eq!(j.push(4, vec![1, 2, 3]), Ok(None));
+        assert!(j.push(4, vec![4, 5]).unwrap_err().contains("overrun"));
+    }
+
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
             (text(), any::<u64>(), any::<u64>()).prop_map(|(cluster, group, from)| {
@@ -995,6 +1158,8 @@ mod tests {
             }),
             (any::<u64>(), vec(any::<u8>(), 0..64))
                 .prop_map(|(group, message)| Frame::Raft { group, message }),
+            (any::<u64>(), any::<u64>(), vec(any::<u8>(), 0..64))
+                .prop_map(|(group, total, part)| Frame::RaftPart { group, total, part }),
             (request_id(), any::<u64>(), op())
                 .prop_map(|(id, group, op)| Frame::Request(Request { id, group, op })),
             (request_id(), result())
