@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create a cluster CA and certificates for replicas and clients.
+    /// Create a cluster CA and certificates for replicas, clients and agents.
     Certs {
         /// Directory for the CA and certificates (created).
         #[arg(long)]
@@ -46,6 +46,10 @@ enum Cmd {
         /// Client users to issue certificates for (client-<user>.pem).
         #[arg(long, value_delimiter = ',')]
         clients: Vec<String>,
+        /// GPU nodes to issue agent certificates for (agent-<node>.pem); an agent may speak
+        /// only for its own node.
+        #[arg(long, value_delimiter = ',')]
+        agents: Vec<String>,
         /// Extra subject alternative names for replica certificates (addresses, DNS names).
         #[arg(long = "san")]
         sans: Vec<String>,
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             cluster,
             nodes,
             clients,
+            agents,
             sans,
         } => (|| {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -144,6 +149,11 @@ fn main() -> ExitCode {
             for user in clients {
                 let role = Role::Client { user: user.clone() };
                 tls::issue(&dir, &ca, &role, &format!("client-{user}"), &[])
+                    .map_err(|e| e.to_string())?;
+            }
+            for node in agents {
+                let role = Role::Agent { node: node.clone() };
+                tls::issue(&dir, &ca, &role, &format!("agent-{node}"), &[])
                     .map_err(|e| e.to_string())?;
             }
             Ok(())

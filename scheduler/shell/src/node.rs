@@ -47,6 +47,27 @@ pub const EXIT_USAGE: i32 = 2;
 pub const ERROR_REJECTED: u16 = 100;
 /// Wire error code: the request is invalid (bad job file, unknown operation).
 pub const ERROR_INVALID: u16 = 101;
+/// Error code: the caller's certificate does not allow this operation.
+pub const ERROR_FORBIDDEN: u16 = 102;
+
+/// What a caller may do, by the role its certificate proves. Replicas are trusted (they only
+/// forward what they authorized themselves); an agent speaks for its own node only.
+fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
+    let Role::Agent { node: own } = peer else {
+        return Ok(());
+    };
+    match op {
+        ClientOp::Leader => Ok(()),
+        ClientOp::RegisterNode { node } if node == own => Ok(()),
+        ClientOp::RegisterNode { node } => Err(format!(
+            "the agent of node {own} may not register node {node}"
+        )),
+        other => Err(format!(
+            "the agent of node {own} may not {}",
+            other.describe()
+        )),
+    }
+}
 
 /// How a `sovrad run` is configured.
 #[derive(Clone, Debug)]
@@ -269,6 +290,13 @@ impl Loop {
                     let _ = reply.send(ClientResult::Error {
                         code: ERROR_INVALID,
                         message: format!("no raft group {} here", request.group),
+                    });
+                    return;
+                }
+                if let Err(message) = authorize(&peer, &request.op) {
+                    let _ = reply.send(ClientResult::Error {
+                        code: ERROR_FORBIDDEN,
+                        message,
                     });
                     return;
                 }

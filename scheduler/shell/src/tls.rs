@@ -2,16 +2,17 @@
 //!
 //! Each cluster has its own certificate authority (`ca.pem`, `ca.key`), created once by
 //! [`create_ca`]. Every member gets a certificate from it with [`issue`]: a sovrad replica
-//! as [`Role::Node`], the CLI (and later agents) as [`Role::Client`]. Both ends of every
+//! as [`Role::Node`], the CLI as [`Role::Client`], a node's agent as [`Role::Agent`] (which
+//! may speak only for its own node). Both ends of every
 //! connection present a certificate and verify the other's against the cluster CA (mutual
 //! TLS); there is no other authentication.
 //!
 //! The role is carried twice in each certificate:
 //!
-//! - for people (`openssl x509 -text`): Subject CN `sovrad-node-<id>` or
-//!   `sovra-client-<user>`, and Subject O = the cluster name;
-//! - for programs: a URI SAN `sovra://<cluster>/node/<id>` or `sovra://<cluster>/client/<user>`
-//!   (the CA has `sovra://<cluster>/ca`). [`peer_role`] reads this one, through `webpki`,
+//! - for people (`openssl x509 -text`): Subject CN `sovrad-node-<id>`, `sovra-client-<user>`
+//!   or `sovra-agent-<node>`, and Subject O = the cluster name;
+//! - for programs: a URI SAN `sovra://<cluster>/node/<id>`, `sovra://<cluster>/client/<user>`
+//!   or `sovra://<cluster>/agent/<node>` (the CA has `sovra://<cluster>/ca`). [`peer_role`] reads this one, through `webpki`,
 //!   which rustls already uses to verify the chain; reading the CN would need a full X.509
 //!   parser (`x509-parser`), which this keeps out of the build.
 //!
@@ -64,10 +65,16 @@ pub enum Role {
         /// The Raft node id.
         id: u64,
     },
-    /// A user of the cluster: the CLI, later agents.
+    /// A user of the cluster: the CLI.
     Client {
         /// The user name, `[A-Za-z0-9._-]`.
         user: String,
+    },
+    /// The agent of one GPU node: it may register, heartbeat and report jobs for that node
+    /// only.
+    Agent {
+        /// The node's name in the inventory, `[A-Za-z0-9._-]`.
+        node: String,
     },
 }
 
@@ -76,6 +83,7 @@ impl Role {
         match self {
             Role::Node { id } => format!("sovrad-node-{id}"),
             Role::Client { user } => format!("sovra-client-{user}"),
+            Role::Agent { node } => format!("sovra-agent-{node}"),
         }
     }
 }
@@ -85,6 +93,7 @@ impl fmt::Display for Role {
         match self {
             Role::Node { id } => write!(f, "node {id}"),
             Role::Client { user } => write!(f, "client {user}"),
+            Role::Agent { node } => write!(f, "agent of node {node}"),
         }
     }
 }
@@ -103,6 +112,9 @@ impl Subject {
             Subject::Member(Role::Node { id }) => format!("{URI_SCHEME}{cluster}/node/{id}"),
             Subject::Member(Role::Client { user }) => {
                 format!("{URI_SCHEME}{cluster}/client/{user}")
+            }
+            Subject::Member(Role::Agent { node }) => {
+                format!("{URI_SCHEME}{cluster}/agent/{node}")
             }
         }
     }
@@ -126,6 +138,9 @@ impl Subject {
             }
             Some(("client", user)) if valid_name(user) => Subject::Member(Role::Client {
                 user: user.to_string(),
+            }),
+            Some(("agent", node)) if valid_name(node) => Subject::Member(Role::Agent {
+                node: node.to_string(),
             }),
             _ => return None,
         };
@@ -463,8 +478,10 @@ pub fn issue(
     if name == "ca" {
         return Err(TlsError::ReservedName(name.to_string()));
     }
-    if let Role::Client { user } = role {
-        check_name("user name", user)?;
+    match role {
+        Role::Client { user } => check_name("user name", user)?,
+        Role::Agent { node } => check_name("node name", node)?,
+        Role::Node { .. } => {}
     }
     let cluster = ca.ca.cluster();
 
@@ -502,7 +519,7 @@ pub fn issue(
                 ExtendedKeyUsagePurpose::ClientAuth,
             ]
         }
-        Role::Client { .. } => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Role::Client { .. } | Role::Agent { .. } => vec![ExtendedKeyUsagePurpose::ClientAuth],
     };
     params.use_authority_key_identifier_extension = true;
     set_validity(&mut params, LEAF_VALIDITY);
@@ -973,6 +990,15 @@ mod tests {
             Some(("c".into(), Subject::Member(Role::Node { id: 12 })))
         );
         assert_eq!(
+            check("sovra://c/agent/au1-n01"),
+            Some((
+                "c".into(),
+                Subject::Member(Role::Agent {
+                    node: "au1-n01".into()
+                })
+            ))
+        );
+        assert_eq!(
             check("sovra://c/client/bob"),
             Some((
                 "c".into(),
@@ -986,6 +1012,8 @@ mod tests {
             "sovra://c/node/1/x",
             "sovra://c/client/",
             "sovra://c/client/a/b",
+            "sovra://c/agent/",
+            "sovra://c/agent/a/b",
             "sovra:///ca",
             "https://c/ca",
             "sovra://c/admin/x",

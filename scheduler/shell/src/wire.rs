@@ -214,6 +214,25 @@ pub enum ClientOp {
     Leader,
 }
 
+impl ClientOp {
+    /// What the operation does, for messages ("may not <describe>").
+    pub fn describe(&self) -> String {
+        match self {
+            ClientOp::Submit { .. } => "submit jobs".into(),
+            ClientOp::Cancel { job } => format!("cancel job {job}"),
+            ClientOp::Status { job } => format!("read job {job}"),
+            ClientOp::Jobs => "list jobs".into(),
+            ClientOp::Drain { node } => format!("drain node {node}"),
+            ClientOp::Resume { node } => format!("resume node {node}"),
+            ClientOp::FailNode { node } => format!("fail node {node}"),
+            ClientOp::RegisterNode { node } => format!("register node {node}"),
+            ClientOp::AddNode { id, .. } => format!("add replica {id}"),
+            ClientOp::RemoveNode { id } => format!("remove replica {id}"),
+            ClientOp::Leader => "ask for the leader".into(),
+        }
+    }
+}
+
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {

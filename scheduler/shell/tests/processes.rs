@@ -176,6 +176,8 @@ impl Cluster {
             "1,2,3",
             "--clients",
             "admin",
+            "--agents",
+            "syd1-n1",
         ]);
         let peers: Vec<String> = (0..REPLICAS)
             .map(|i| format!("{}={}", i + 1, cluster.addrs[i]))
@@ -761,4 +763,51 @@ fn client_with_a_foreign_certificate_is_refused() {
     let mut client = cluster.client();
     let id = client.request_id();
     cluster.submit_placed(&mut client, id, "still-served");
+}
+
+/// An agent's certificate speaks for its own node only: it may register that node, and is
+/// refused (with the forbidden code) anything else, on the leader and on followers alike.
+#[test]
+fn agent_certificates_speak_only_for_their_node() {
+    let cluster = Cluster::start();
+    let leader = cluster.wait_leader(&[0, 1, 2]);
+    let certs = cluster.certs_dir();
+    let identity = Identity::load(&certs, "agent-syd1-n1").expect("agent identity");
+    let ca = tls::load_ca(&certs).expect("cluster CA");
+    for replica in [leader, (leader + 1) % REPLICAS] {
+        let mut agent =
+            ClusterClient::new(vec![cluster.addrs[replica]], identity.clone(), ca.clone());
+        assert_eq!(
+            cluster.call(
+                &mut agent,
+                ClientOp::RegisterNode {
+                    node: "syd1-n1".into()
+                }
+            ),
+            Ok(ClientResult::Ok),
+            "replica {replica}"
+        );
+        for op in [
+            ClientOp::RegisterNode {
+                node: "syd1-n2".into(),
+            },
+            submit_op("from-an-agent"),
+            ClientOp::Jobs,
+            ClientOp::FailNode {
+                node: "syd1-n2".into(),
+            },
+        ] {
+            let what = op.describe();
+            match cluster.call(&mut agent, op) {
+                Ok(ClientResult::Error { code, message }) => {
+                    assert_eq!(code, sovrad::node::ERROR_FORBIDDEN, "{what}: {message}");
+                    assert!(
+                        message.contains("agent of node syd1-n1 may not"),
+                        "{what}: {message}"
+                    );
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
 }
