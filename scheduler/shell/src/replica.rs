@@ -222,6 +222,8 @@ pub struct Replica<S: LogStore> {
     /// one append (one Raft round, one fsync) instead of two. Plans are still re-checked when
     /// the pass is applied, so a wrong `spec` can only defer jobs, never double-book a GPU.
     spec: Option<StateMachine>,
+    /// The applied index `spec` was last checked at (each state is checked once).
+    spec_checked: u64,
     conf_inflight: bool,
     last_snapshot_index: u64,
     rng: Option<u64>,
@@ -432,6 +434,7 @@ impl<S: LogStore> Replica<S> {
             wait_placed: BTreeMap::new(),
             reads: VecDeque::new(),
             spec: None,
+            spec_checked: 0,
             conf_inflight: false,
             last_snapshot_index: index,
             observed: (0, StateRole::Follower, 0),
@@ -862,9 +865,10 @@ impl<S: LogStore> Replica<S> {
     fn check_spec(&mut self) {
         let Some(spec) = &self.spec else { return };
         let log = &self.node.raft.raft_log;
-        if log.applied != log.last_index() {
+        if log.applied != log.last_index() || self.spec_checked == self.sm.applied_index() {
             return;
         }
+        self.spec_checked = self.sm.applied_index();
         let cheap =
             spec.applied_index() == self.sm.applied_index() && spec.epoch() == self.sm.epoch();
         debug_assert!(cheap, "speculative state diverged");
