@@ -12,9 +12,9 @@
 //! - for people (`openssl x509 -text`): Subject CN `sovrad-node-<id>`, `sovra-client-<user>`
 //!   or `sovra-agent-<node>`, and Subject O = the cluster name;
 //! - for programs: a URI SAN `sovra://<cluster>/node/<id>`, `sovra://<cluster>/client/<user>`
-//!   or `sovra://<cluster>/agent/<node>` (the CA has `sovra://<cluster>/ca`). [`peer_role`] reads this one, through `webpki`,
-//!   which rustls already uses to verify the chain; reading the CN would need a full X.509
-//!   parser (`x509-parser`), which this keeps out of the build.
+//!   or `sovra://<cluster>/agent/<node>` (the CA has `sovra://<cluster>/ca`). [`peer_role`]
+//!   reads this one, through `webpki`, which rustls already uses to verify the chain; reading
+//!   the CN would need a full X.509 parser (`x509-parser`), which this keeps out of the build.
 //!
 //! Server certificates also carry the SANs `localhost`, `127.0.0.1` and `::1`, plus whatever
 //! the operator passes to [`issue`]; the transport dials peers by IP address, so a node's
