@@ -5,8 +5,15 @@
 //! thread, with no clock, no IO and no randomness but seeds:
 //! - [`openb`]: the FGD paper's OpenB evaluation, replayed exactly (`sovra-sim openb`);
 //! - [`engine`]: the discrete-event core (a heap of `(time, seq)` events) and a cluster
-//!   simulation of arrivals, completions, node failures and repairs over the state machine;
-//! - [`loader`]: the OpenB CSV formats, parsed from text with `file:line` errors;
+//!   simulation of arrivals, completions, node failures and repairs, site outages and drains
+//!   over the state machine;
+//! - [`trace`], [`swf`], [`jsonl`], [`loader`]: job traces (OpenB pod lists replayed by their
+//!   own clock, the Standard Workload Format, sovra's JSONL jobs) and the OpenB CSVs, parsed
+//!   from text with `file:line: field: why` errors;
+//! - [`scenario`]: capacity-planning scenarios (`sovra-sim plan`), TOML;
+//! - [`run`], [`policy`]: one time-driven run, its summary and tables; policies by name;
+//! - [`decisions`]: decision logs and their replay (`sovra-sim replay`);
+//! - [`plot`]: SVG plots, rendered to strings;
 //! - [`gorand`]: Go's `math/rand`, which the paper's workload construction draws from.
 //!
 //! Architecture invariant: nothing in this crate's library does IO or reads a clock (the tidy
@@ -14,8 +21,16 @@
 
 #![warn(missing_docs)]
 
+pub mod decisions;
 pub mod engine;
 pub mod gorand;
+pub mod jsonl;
 pub mod loader;
 pub mod openb;
+pub mod plot;
+pub mod policy;
+pub mod run;
+pub mod scenario;
 pub mod stats;
+pub mod swf;
+pub mod trace;

@@ -6,7 +6,8 @@
 //!
 //! Node list: `sn,cpu_milli,memory_mib,gpu,model` (`model` empty for CPU-only nodes).
 //! Pod list: at least `name,cpu_milli,memory_mib,num_gpu,gpu_milli`, optionally `gpu_spec`
-//! (`|`-separated allowed models, empty for any) and `creation_time`, `deletion_time` (seconds).
+//! (`|`-separated allowed models, empty for any), `qos`, and `creation_time`, `deletion_time`,
+//! `scheduled_time` (seconds; the time-driven replay in [`crate::trace`] reads them).
 //! Columns are found by header name, so their order and any extra columns do not matter.
 //! Values follow the reference simulator's conversion (`pod_csv_to_yaml.py`): `gpu_milli` is
 //! clamped to 0..=1000 and ignored when `num_gpu` is 0; a GPU count with 0 milli asks for no
@@ -54,6 +55,13 @@ pub struct PodRow {
     pub creation_s: Option<u64>,
     /// Deletion time, seconds, when the file has it.
     pub deletion_s: Option<u64>,
+    /// Time the original cluster scheduled the pod, seconds, when the file has it (pods that
+    /// were never scheduled have none).
+    pub scheduled_s: Option<u64>,
+    /// QoS class (`LS`, `BE`, `Burstable`, `Guaranteed`); empty when the file has none.
+    pub qos: String,
+    /// The 1-based line of the pod in its file, for errors found after parsing.
+    pub line: usize,
 }
 
 impl PodRow {
@@ -251,10 +259,12 @@ pub fn parse_pods(file: &str, text: &str) -> Result<Vec<PodRow>, LoadError> {
         col("num_gpu"),
         col("gpu_milli"),
     );
-    let (c_spec, c_created, c_deleted) = (
+    let (c_spec, c_created, c_deleted, c_scheduled, c_qos) = (
         h.get("gpu_spec"),
         h.get("creation_time"),
         h.get("deletion_time"),
+        h.get("scheduled_time"),
+        h.get("qos"),
     );
     let mut pods: Vec<PodRow> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -304,6 +314,12 @@ pub fn parse_pods(file: &str, text: &str) -> Result<Vec<PodRow>, LoadError> {
             gpu_spec,
             creation_s: time(c_created, "creation_time")?,
             deletion_s: time(c_deleted, "deletion_time")?,
+            scheduled_s: time(c_scheduled, "scheduled_time")?,
+            qos: match c_qos.map(|c| f[c]) {
+                None | Some("nan") => String::new(),
+                Some(q) => q.to_string(),
+            },
+            line: n,
         });
     }
     if pods.is_empty() {

@@ -503,7 +503,7 @@ fn node_frag(frag: &FragModel, topology: &Topology, ledger: &Ledger, node: NodeI
 }
 
 /// A pod's GPU request as a sovra job's.
-fn gpu_request(p: &PodRow) -> GpuRequest {
+pub(crate) fn gpu_request(p: &PodRow) -> GpuRequest {
     match (p.num_gpu, p.gpu_milli) {
         (0, _) | (_, 0) => GpuRequest::None,
         (1, m) if m < 1_000 => GpuRequest::Milli(m),
@@ -516,20 +516,47 @@ fn gpu_request(p: &PodRow) -> GpuRequest {
 /// taken until they cover 95% of the pods. Weights are the counts; the population is the pod
 /// count, so that [`FragModel`] renormalises exactly as the reference does.
 fn typical_workload(pods: &[PodRow], models: &[String]) -> TargetWorkload {
-    let mut counts: HashMap<ShapeKey, u64> = HashMap::new();
-    for p in pods {
-        let key = ShapeKey {
-            // Kubernetes' "non-zero" request: a pod without a CPU request counts as 100m.
-            cpu_milli: if p.cpu_milli == 0 { 100 } else { p.cpu_milli },
-            gpu_milli: p.gpu_milli,
-            gpu_count: p.num_gpu,
-            spec: p.gpu_spec.clone(),
+    let keys = pods.iter().map(|p| ShapeKey {
+        // Kubernetes' "non-zero" request: a pod without a CPU request counts as 100m.
+        cpu_milli: if p.cpu_milli == 0 { 100 } else { p.cpu_milli },
+        gpu_milli: p.gpu_milli,
+        gpu_count: p.num_gpu,
+        spec: p.gpu_spec.clone(),
+    });
+    typical_shapes(keys, models)
+}
+
+/// The target workload of any job list, built as FGD builds it from OpenB pods (see
+/// [`typical_workload`]): a job's shape is one member's CPU, GPU share (1000 for whole GPUs)
+/// and GPU count, and its allowed models. `models` are the topology's, in `ModelId` order.
+/// The time-driven replays and `sovra-sim plan` give FGD and FragPack this target.
+pub fn target_workload(specs: &[JobSpec], models: &[String]) -> TargetWorkload {
+    let keys = specs.iter().map(|s| {
+        let (gpu_milli, gpu_count) = match s.member_gpus() {
+            GpuRequest::None | GpuRequest::Mig(_) => (0, 0),
+            GpuRequest::Milli(m) => (m, 1),
+            GpuRequest::Whole(k) => (1_000, k),
         };
+        ShapeKey {
+            cpu_milli: if s.cpu_milli == 0 { 100 } else { s.cpu_milli },
+            gpu_milli,
+            gpu_count,
+            spec: s.gpu_models.join("|"),
+        }
+    });
+    typical_shapes(keys, models)
+}
+
+fn typical_shapes(keys: impl Iterator<Item = ShapeKey>, models: &[String]) -> TargetWorkload {
+    let mut counts: HashMap<ShapeKey, u64> = HashMap::new();
+    let mut population = 0u64;
+    for key in keys {
         *counts.entry(key).or_default() += 1;
+        population += 1;
     }
     let mut shapes: Vec<(ShapeKey, u64)> = counts.into_iter().collect();
     shapes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
-    let total = pods.len() as f64;
+    let total = population as f64;
     let expected = TYPICAL_POPULARITY_PCT * total / 100.0;
     let mut covered = 0.0;
     let mut kept = 0;
@@ -549,7 +576,7 @@ fn typical_workload(pods: &[PodRow], models: &[String]) -> TargetWorkload {
                 weight: count as u32,
             })
             .collect(),
-        population: pods.len() as u64,
+        population,
     }
 }
 
