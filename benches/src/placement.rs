@@ -190,6 +190,7 @@ pub fn job(case: Case, topology: &Topology, seed: u64) -> JobSpec {
             ),
         };
     let spec = JobSpec {
+        run: Default::default(),
         name: format!("bench-{}-{seed:016x}", case.name()),
         tenant: "bench".to_string(),
         priority: 0,

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use sovra_fabric::{Jurisdiction, Level};
 
 use crate::core::job::{
-    Affinity, GangSpec, GpuRequest, InferenceSpec, JobSpec, LatencySlo, TopologyRule, Workload,
+    Affinity, GangSpec, GpuRequest, InferenceSpec, JobSpec, LatencySlo, RunSpec, TopologyRule,
+    Workload,
 };
 
 #[derive(Deserialize)]
@@ -26,9 +27,21 @@ struct JobFile {
     memory_gb: Option<f64>,
     memory_mib: Option<u64>,
     time_limit: Option<TimeLimit>,
+    command: Option<CommandLine>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    workdir: Option<String>,
     batch: Option<GpuSection>,
     gang: Option<GangSection>,
     inference: Option<InferenceSection>,
+}
+
+/// `command = ["prog", "arg"]`, or a string run by `/bin/sh -c`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CommandLine {
+    Argv(Vec<String>),
+    Shell(String),
 }
 
 #[derive(Deserialize)]
@@ -130,6 +143,23 @@ pub fn parse_job(text: &str) -> Result<JobSpec, String> {
         memory_mib,
         time_limit_ms,
         workload,
+        run: RunSpec {
+            argv: match file.command {
+                None => Vec::new(),
+                Some(CommandLine::Argv(argv)) => {
+                    if argv.is_empty() {
+                        return Err("command is an empty list".into());
+                    }
+                    argv
+                }
+                Some(CommandLine::Shell(line)) => {
+                    vec!["/bin/sh".into(), "-c".into(), line]
+                }
+            },
+            // Sorted by name (a TOML table has no order worth keeping).
+            env: file.env.into_iter().collect(),
+            workdir: file.workdir.unwrap_or_default(),
+        },
     };
     spec.validate()?;
     Ok(spec)
@@ -307,9 +337,41 @@ topology = "leaf"
 affinity = "required"
 "#,
             expect![[
-                r#"JobSpec { name: "pretrain", tenant: "acme", priority: 0, jurisdictions: [AU], gpu_models: [], cpu_milli: 16000, memory_mib: 131072, time_limit_ms: Some(86400000), workload: Gang(GangSpec { members: 8, gpus_per_member: 8, topology: TopologyRule { level: Some(Leaf), affinity: Required }, max_rtt_ns: None }) }"#
+                r#"JobSpec { name: "pretrain", tenant: "acme", priority: 0, jurisdictions: [AU], gpu_models: [], cpu_milli: 16000, memory_mib: 131072, time_limit_ms: Some(86400000), workload: Gang(GangSpec { members: 8, gpus_per_member: 8, topology: TopologyRule { level: Some(Leaf), affinity: Required }, max_rtt_ns: None }), run: RunSpec { argv: [], env: [], workdir: "" } }"#
             ]],
         );
+    }
+
+    #[test]
+    fn command_env_and_workdir() {
+        let base = "tenant = \"t\"\njurisdictions = [\"AU\"]\n";
+        let spec = parse_job(&format!(
+            "{base}command = [\"python3\", \"train.py\", \"--lr=3e-4\"]\nworkdir = \"/data\"\n\
+             [env]\nZ = \"last\"\nA = \"first\"\n"
+        ))
+        .unwrap();
+        assert_eq!(spec.run.argv, ["python3", "train.py", "--lr=3e-4"]);
+        assert_eq!(
+            spec.run.env,
+            [("A".into(), "first".into()), ("Z".into(), "last".into())]
+        );
+        assert_eq!(spec.run.workdir, "/data");
+        let spec = parse_job(&format!("{base}command = \"echo hi && sleep 1\"\n")).unwrap();
+        assert_eq!(spec.run.argv, ["/bin/sh", "-c", "echo hi && sleep 1"]);
+        let spec = parse_job(base).unwrap();
+        assert_eq!(spec.run, RunSpec::default());
+        for (bad, why) in [
+            ("command = []", "command is an empty list"),
+            ("command = [\"\"]", "command names an empty program"),
+            ("command = \"a\\u0000b\"", "may not contain NUL bytes"),
+            (
+                "[env]\n\"A=B\" = \"x\"",
+                "invalid environment variable name",
+            ),
+        ] {
+            let err = parse_job(&format!("{base}{bad}\n")).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -337,7 +399,7 @@ affinity = "required"
         check(
             "tenant = \"a\"\njurisdictions = [\"AU\"]\ncolour = 1\n",
             expect![[
-                r#"error: line 3, column 1: unknown field `colour`, expected one of `name`, `tenant`, `priority`, `jurisdictions`, `gpu_models`, `cpus`, `cpu_milli`, `memory_gb`, `memory_mib`, `time_limit`, `batch`, `gang`, `inference`"#
+                r#"error: line 3, column 1: unknown field `colour`, expected one of `name`, `tenant`, `priority`, `jurisdictions`, `gpu_models`, `cpus`, `cpu_milli`, `memory_gb`, `memory_mib`, `time_limit`, `command`, `env`, `workdir`, `batch`, `gang`, `inference`"#
             ]],
         );
         check(

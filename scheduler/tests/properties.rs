@@ -415,6 +415,7 @@ fn job_gen() -> impl Strategy<Value = JobGen> {
             |(workload, jurisdictions, models, cpu_milli, memory_mib, priority, time_limit_ms)| {
                 JobGen {
                     spec: JobSpec {
+                        run: Default::default(),
                         name: "prop".to_string(),
                         tenant: "acme".to_string(),
                         priority,
@@ -883,6 +884,7 @@ fn placement_is_pure_sound_and_best_fit() {
 // Property: the state machine under random commands.
 
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // test input; size does not matter
 enum Op {
     Submit(JobGen),
     /// Retry an earlier submission with the same request id (exactly-once).

@@ -936,6 +936,7 @@ pub fn synthetic(
         };
         arrivals.push(JobArrival {
             spec: JobSpec {
+                run: Default::default(),
                 name: format!("synth-{i}"),
                 tenant: ["a", "b", "c"][draw(3) as usize].into(),
                 priority: 0,

@@ -214,6 +214,7 @@ impl Experiment {
         let specs = pods
             .iter()
             .map(|p| JobSpec {
+                run: Default::default(),
                 name: p.name.clone(),
                 tenant: "openb".into(),
                 priority: 0,

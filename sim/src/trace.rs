@@ -70,6 +70,7 @@ impl TraceJob {
             }
         };
         JobSpec {
+            run: Default::default(),
             name: self.name.clone(),
             tenant: self.tenant.clone(),
             priority: self.priority,

@@ -135,6 +135,7 @@ mod events {
     fn job(name: &str, jurisdiction: &str, gpus: u32, at_ms: u64, duration_ms: u64) -> JobArrival {
         JobArrival {
             spec: JobSpec {
+                run: Default::default(),
                 name: name.into(),
                 tenant: "t".into(),
                 priority: 0,

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{fixture, json_lines, sim, temp_dir, write};
+use sovra_scheduler::core::snapshot::FORMAT_VERSION;
 use sovra_sim::decisions::parse_log;
 
 fn plan_log(test: &str) -> (std::path::PathBuf, String) {
@@ -175,9 +176,16 @@ fn malformed_logs_are_one_line_errors() {
             format!(
                 "{}\n{}\n",
                 text.lines().next().unwrap(),
-                second.replace("\"topology_blob\":\"01", "\"topology_blob\":\"02")
+                second.replace(
+                    &format!("\"topology_blob\":\"{FORMAT_VERSION:02x}"),
+                    &format!("\"topology_blob\":\"{:02x}", FORMAT_VERSION + 1)
+                )
             ),
-            "blob.jsonl:2: topology_blob: unsupported format version 2, expected 1 at byte 0",
+            &format!(
+                "blob.jsonl:2: topology_blob: unsupported format version {}, expected \
+                 {FORMAT_VERSION} at byte 0",
+                FORMAT_VERSION + 1
+            ),
         ),
     ];
     for (name, text, expect) in cases {

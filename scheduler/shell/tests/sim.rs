@@ -135,6 +135,7 @@ fn job(rng: &mut Rng, k: u64) -> JobSpec {
         _ => GpuRequest::Whole(2),
     };
     JobSpec {
+        run: Default::default(),
         name: format!("j{k}"),
         tenant: "sim".into(),
         priority: rng.below(3) as u32,

@@ -147,6 +147,62 @@ pub struct JobSpec {
     pub time_limit_ms: Option<u64>,
     /// The workload.
     pub workload: Workload,
+    /// What each member runs (placement ignores it; agents execute it).
+    pub run: RunSpec,
+}
+
+/// Most arguments, or environment variables, of a job.
+pub const RUN_ITEMS_MAX: usize = 4096;
+/// Most bytes of one argument, variable or working directory.
+pub const RUN_ITEM_LEN_MAX: usize = 64 * 1024;
+
+/// What a job's members run, as its agent executes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RunSpec {
+    /// The program and its arguments. Empty: nothing runs; the job only holds its resources
+    /// until it is cancelled or hits its time limit.
+    pub argv: Vec<String>,
+    /// Variables added to the job's environment, in this order (after sovra's own, so a job
+    /// may override them).
+    pub env: Vec<(String, String)>,
+    /// The working directory. Empty: the agent's directory for the job.
+    pub workdir: String,
+}
+
+impl RunSpec {
+    /// Checks limits and forms: no NUL bytes, a non-empty program, variable names without `=`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.argv.len() > RUN_ITEMS_MAX || self.env.len() > RUN_ITEMS_MAX {
+            return Err(format!(
+                "command and env take at most {RUN_ITEMS_MAX} items each"
+            ));
+        }
+        let items = self
+            .argv
+            .iter()
+            .chain(self.env.iter().flat_map(|(k, v)| [k, v]))
+            .chain(std::iter::once(&self.workdir));
+        for item in items {
+            if item.len() > RUN_ITEM_LEN_MAX {
+                return Err(format!(
+                    "a command argument, env value or workdir is longer than {RUN_ITEM_LEN_MAX} \
+                     bytes"
+                ));
+            }
+            if item.contains('\0') {
+                return Err("command, env and workdir may not contain NUL bytes".into());
+            }
+        }
+        if self.argv.first().is_some_and(|p| p.is_empty()) {
+            return Err("command names an empty program".into());
+        }
+        for (name, _) in &self.env {
+            if name.is_empty() || name.contains('=') {
+                return Err(format!("invalid environment variable name {name:?}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl JobSpec {
@@ -188,6 +244,7 @@ impl JobSpec {
             return Err("job allows no jurisdiction: set at least one (e.g. \"AU\")".into());
         }
         validate_gpus(&self.member_gpus())?;
+        self.run.validate()?;
         match &self.workload {
             Workload::Batch { .. } => {}
             Workload::Gang(g) => {

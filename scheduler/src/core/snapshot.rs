@@ -38,7 +38,8 @@
 //! ```text
 //! "SOVRASNP" | FORMAT_VERSION: u8
 //!   | TopologyDesc (with measured RTTs) | scope: [Jurisdiction] | nodes: [NodeState]
-//!   | jobs: [JobRecord] (ascending id) | next_job: u64 | applied_index: u64 | epoch: u64
+//!   | agent_managed: [bool] | jobs: [JobRecord] (ascending id) | next_job: u64
+//!   | applied_index: u64 | epoch: u64
 //!   | PolicyConfig
 //!   | SHA-256 of everything before: [u8; 32]
 //! ```
@@ -63,8 +64,8 @@ use sovra_fabric::{
 };
 
 use crate::core::job::{
-    Affinity, GangSpec, GpuRequest, InferenceSpec, JobId, JobSpec, LatencySlo, TopologyRule,
-    Workload,
+    Affinity, GangSpec, GpuRequest, InferenceSpec, JobId, JobSpec, LatencySlo, RunSpec,
+    TopologyRule, Workload, RUN_ITEMS_MAX,
 };
 use crate::core::placement::fgd::{TargetWorkload, WorkloadShape};
 use crate::core::placement::{
@@ -76,7 +77,7 @@ use crate::core::state::{
 };
 
 /// The version of the codec and of the snapshot layout. Bump it on any change to either.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// The first bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SOVRASNP";
 /// The longest string or byte string.
@@ -949,6 +950,7 @@ impl Codec for JobSpec {
         e.put_u64(self.memory_mib);
         self.time_limit_ms.encode(e);
         self.workload.encode(e);
+        self.run.encode(e);
     }
     fn decode(d: &mut Decoder<'_>) -> Result<JobSpec, DecodeError> {
         Ok(JobSpec {
@@ -961,6 +963,39 @@ impl Codec for JobSpec {
             memory_mib: d.get_u64()?,
             time_limit_ms: Option::decode(d)?,
             workload: Workload::decode(d)?,
+            run: RunSpec::decode(d)?,
+        })
+    }
+}
+
+impl Codec for RunSpec {
+    fn encode(&self, e: &mut Encoder) {
+        e.put_count(self.argv.len());
+        for arg in &self.argv {
+            e.put_str(arg);
+        }
+        e.put_count(self.env.len());
+        for (name, value) in &self.env {
+            e.put_str(name);
+            e.put_str(value);
+        }
+        e.put_str(&self.workdir);
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<RunSpec, DecodeError> {
+        let n = d.get_count(RUN_ITEMS_MAX, "command arguments")?;
+        let mut argv = Vec::with_capacity(n);
+        for _ in 0..n {
+            argv.push(d.get_str()?);
+        }
+        let n = d.get_count(RUN_ITEMS_MAX, "environment variables")?;
+        let mut env = Vec::with_capacity(n);
+        for _ in 0..n {
+            env.push((d.get_str()?, d.get_str()?));
+        }
+        Ok(RunSpec {
+            argv,
+            env,
+            workdir: d.get_str()?,
         })
     }
 }
@@ -1429,6 +1464,7 @@ impl StateMachine {
         self.topology.desc().encode(e);
         encode_seq(e, &self.scope);
         encode_seq(e, &self.nodes);
+        encode_seq(e, &self.agent_managed);
         spill(e);
         e.put_count(self.jobs.len());
         for record in self.jobs.values() {
@@ -1480,6 +1516,18 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
                 "snapshot has {} node states for {} nodes",
                 nodes.len(),
                 topology.nodes().len()
+            ),
+        ));
+    }
+    let at = d.offset();
+    let agent_managed: Vec<bool> = decode_seq(d, NODES_MAX, "agent-managed flags")?;
+    if agent_managed.len() != nodes.len() {
+        return Err(DecodeError::new(
+            at,
+            format!(
+                "snapshot has {} agent flags for {} nodes",
+                agent_managed.len(),
+                nodes.len()
             ),
         ));
     }
@@ -1542,6 +1590,7 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
         ledger,
         scope,
         nodes,
+        agent_managed,
         jobs,
         requests,
         queue,
@@ -1708,6 +1757,7 @@ mod tests {
 
     fn spec(name: &str, juris: &[&str], workload: Workload) -> JobSpec {
         JobSpec {
+            run: Default::default(),
             name: name.into(),
             tenant: "research".into(),
             priority: 10,
@@ -2169,10 +2219,10 @@ mod tests {
             expect![["not a sovra snapshot (bad magic) at byte 0"]],
         );
         let mut bad = bytes.clone();
-        bad[8] = 2;
+        bad[8] = 3;
         check(
             &bad,
-            expect![["unsupported snapshot version 2, expected 1 at byte 8"]],
+            expect![["unsupported snapshot version 3, expected 2 at byte 8"]],
         );
         let mut bad = bytes.clone();
         bad[100] ^= 1;
@@ -2523,7 +2573,7 @@ mod tests {
                 status: ExitStatus::Failed(-1),
             },
         };
-        let expect = expect![["010700000000000000e80300000000000004030000000000000001ffffffff"]];
+        let expect = expect!["020700000000000000e80300000000000004030000000000000001ffffffff"];
         expect.assert_eq(&hex(&to_blob(&entry)));
     }
 
@@ -2537,25 +2587,25 @@ mod tests {
             expect![["unexpected end of input: 1 bytes needed, 0 left at byte 0"]],
         );
         check(
-            &[2, 10],
-            expect![["unsupported format version 2, expected 1 at byte 0"]],
+            &[3, 10],
+            expect![["unsupported format version 3, expected 2 at byte 0"]],
         );
-        check(&[1, 11], expect![["invalid command tag 11 at byte 1"]]);
-        check(&[1, 10, 0], expect![["1 trailing bytes at byte 2"]]);
+        check(&[2, 11], expect![["invalid command tag 11 at byte 1"]]);
+        check(&[2, 10, 0], expect![["1 trailing bytes at byte 2"]]);
         check(
-            &[1, 0, 2, 0, 0, 0, 0xff, 0xfe],
+            &[2, 0, 2, 0, 0, 0, 0xff, 0xfe],
             expect![["string is not valid utf-8 at byte 2"]],
         );
         check(
-            &[1, 0, 0xff, 0xff, 0xff, 0xff],
+            &[2, 0, 0xff, 0xff, 0xff, 0xff],
             expect![["byte string of 4294967295 bytes, at most 16777216 allowed at byte 2"]],
         );
         check(
-            &[1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
             expect![["16777216 items cannot fit in the 0 bytes left at byte 10"]],
         );
         check(
-            &[1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            &[2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
             expect![["33554432 items, at most 16777216 allowed at byte 10"]],
         );
         // The first spec ends with: workload tag, gpu request tag, gpu count (u32); then
@@ -2567,7 +2617,10 @@ mod tests {
         let mut bad = submit.clone();
         let at = bad.len() - 6;
         bad[at] = 9;
-        check(&bad, expect![["invalid gpu request tag 9 at byte 59"]]);
+        check(
+            &bad,
+            expect!["150994944 environment variables, at most 4096 allowed at byte 68"],
+        );
         let mut bad = submit.clone();
         let at = bad.windows(2).position(|w| w == b"AU").unwrap();
         bad[at..at + 2].copy_from_slice(b"au");

@@ -111,6 +111,9 @@ pub enum NodeState {
 }
 
 /// A state-machine command. Each is carried in one log entry.
+// `Submit` is much larger than the rest (a whole job spec); boxing it would add an allocation
+// to every submission to save bytes on commands that are short-lived anyway.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
     /// An agent registered: the node is up.
@@ -296,6 +299,9 @@ pub struct StateMachine {
     pub(crate) ledger: Ledger,
     pub(crate) scope: Vec<Jurisdiction>,
     pub(crate) nodes: Vec<NodeState>,
+    /// Per node: an agent has registered it, so the leader holds it to a heartbeat lease
+    /// (nodes declared up without an agent, for demos and benchmarks, are not).
+    pub(crate) agent_managed: Vec<bool>,
     pub(crate) jobs: BTreeMap<JobId, JobRecord>,
     /// Submissions by request id (derived from `jobs`): the exactly-once table.
     pub(crate) requests: BTreeMap<RequestId, JobId>,
@@ -346,6 +352,7 @@ impl StateMachine {
         scope.dedup();
         Ok(StateMachine {
             nodes: vec![NodeState::Unknown; topology.nodes().len()],
+            agent_managed: vec![false; topology.nodes().len()],
             topology,
             ledger,
             scope,
@@ -369,6 +376,16 @@ impl StateMachine {
         }
         sm.epoch = 1;
         sm
+    }
+
+    /// Whether an agent registered `node` (the leader then holds it to a heartbeat lease).
+    pub fn agent_managed(&self, node: NodeId) -> bool {
+        self.agent_managed[node.idx()]
+    }
+
+    /// Whether `node` is up (placing on it or not): its jobs run there.
+    pub fn node_in_service(&self, node: NodeId) -> bool {
+        matches!(self.nodes[node.idx()], NodeState::Up | NodeState::Drained)
     }
 
     /// The topology.
@@ -455,6 +472,7 @@ impl StateMachine {
             Command::RegisterNode { node } => match self.node_named(node) {
                 Err(e) => Applied::Rejected(e),
                 Ok(id) => {
+                    self.agent_managed[id.idx()] = true;
                     if self.nodes[id.idx()] != NodeState::Up {
                         if self.nodes[id.idx()] != NodeState::Drained {
                             self.set_node_state(id, NodeState::Up);

@@ -314,6 +314,7 @@ pub fn jur(code: &str) -> Jurisdiction {
 /// A spec allowed in AU, 1 CPU and 4 GiB per member, priority 10, no time limit.
 pub fn spec(name: &str, workload: Workload) -> JobSpec {
     JobSpec {
+        run: Default::default(),
         name: name.to_string(),
         tenant: "acme".to_string(),
         priority: 10,
