@@ -118,6 +118,26 @@ pub fn call(conn: &Conn, op: ClientOp) -> Result<u8, Failure> {
             println!("{id} {addr}");
             Ok(0)
         }
+        Ok(ClientResult::Assignments { version, jobs }) => {
+            println!("version {version}");
+            for a in jobs {
+                let members: Vec<String> = a
+                    .members
+                    .iter()
+                    .map(|(node, gpus)| format!("{node}{{{gpus}}}"))
+                    .collect();
+                let state = if a.running { "R" } else { "PL" };
+                println!(
+                    "{} {} {} {} {}",
+                    a.job,
+                    a.name,
+                    a.tenant,
+                    state,
+                    members.join(" ")
+                );
+            }
+            Ok(0)
+        }
         Ok(ClientResult::NotLeader { .. }) => Err(runtime(anyhow!("no leader"))),
         Ok(ClientResult::Error { code, message }) => {
             if code >= 100 {

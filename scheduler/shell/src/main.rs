@@ -97,6 +97,10 @@ enum Cmd {
         /// Ticks without a leader before an election (randomized up to twice this).
         #[arg(long, default_value_t = 10)]
         election_ticks: usize,
+        /// A node whose agent registered it is failed when its agent is silent this long
+        /// (milliseconds; a new leader first grants every agent this long).
+        #[arg(long, default_value_t = 10_000)]
+        agent_lease_ms: u64,
         /// The inventory; needed only to join an existing cluster with an empty data dir.
         #[arg(long)]
         inventory: Option<PathBuf>,
@@ -182,12 +186,15 @@ fn main() -> ExitCode {
             listen,
             tick_ms,
             election_ticks,
+            agent_lease_ms,
             inventory,
         } => {
-            if tick_ms == 0 || election_ticks < 2 {
+            if tick_ms == 0 || election_ticks < 2 || agent_lease_ms < 1000 {
                 Err((
                     2,
-                    "--tick-ms must be positive and --election-ticks at least 2".into(),
+                    "--tick-ms must be positive, --election-ticks at least 2 and \
+                     --agent-lease-ms at least 1000"
+                        .into(),
                 ))
             } else {
                 node::run(RunOptions {
@@ -198,6 +205,7 @@ fn main() -> ExitCode {
                     cluster,
                     tick: Duration::from_millis(tick_ms),
                     election_ticks,
+                    agent_lease_ms,
                     inventory,
                 })
                 .map_err(|e| (1, format!("{e:#}")))

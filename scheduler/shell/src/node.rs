@@ -53,15 +53,37 @@ pub const ERROR_FORBIDDEN: u16 = 102;
 /// What a caller may do, by the role its certificate proves. Replicas are trusted (they only
 /// forward what they authorized themselves); an agent speaks for its own node only.
 fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
-    let Role::Agent { node: own } = peer else {
-        return Ok(());
+    let own = match peer {
+        Role::Node { .. } => return Ok(()),
+        Role::Client { user } => {
+            return match op {
+                ClientOp::AgentSync { .. }
+                | ClientOp::JobStarted { .. }
+                | ClientOp::JobEnded { .. } => Err(format!(
+                    "client {user} may not {}: only the node's agent may",
+                    op.describe()
+                )),
+                _ => Ok(()),
+            };
+        }
+        Role::Agent { node } => node,
     };
     match op {
         ClientOp::Leader => Ok(()),
-        ClientOp::RegisterNode { node } if node == own => Ok(()),
-        ClientOp::RegisterNode { node } => Err(format!(
-            "the agent of node {own} may not register node {node}"
-        )),
+        ClientOp::RegisterNode { node }
+        | ClientOp::AgentSync { node, .. }
+        | ClientOp::JobStarted { node, .. }
+        | ClientOp::JobEnded { node, .. }
+            if node == own =>
+        {
+            Ok(())
+        }
+        ClientOp::RegisterNode { .. }
+        | ClientOp::AgentSync { .. }
+        | ClientOp::JobStarted { .. }
+        | ClientOp::JobEnded { .. } => {
+            Err(format!("the agent of node {own} may not {}", op.describe()))
+        }
         other => Err(format!(
             "the agent of node {own} may not {}",
             other.describe()
@@ -86,6 +108,8 @@ pub struct RunOptions {
     pub tick: Duration,
     /// Ticks before an election.
     pub election_ticks: usize,
+    /// Heartbeat lease of agent-managed nodes.
+    pub agent_lease_ms: u64,
     /// The inventory, needed only by a replica joining with an empty store.
     pub inventory: Option<PathBuf>,
 }
@@ -170,6 +194,24 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
         }
         ClientOp::RemoveNode { id } => Op::RemoveNode { id: *id },
         ClientOp::Leader => Op::Leader,
+        ClientOp::AgentSync {
+            node,
+            known,
+            wait_ms,
+        } => Op::AgentSync {
+            node: node.clone(),
+            known: *known,
+            wait_ms: *wait_ms,
+        },
+        ClientOp::JobStarted { node, job } => Op::JobStarted {
+            node: node.clone(),
+            job: JobId(*job),
+        },
+        ClientOp::JobEnded { node, job, how } => Op::JobEnded {
+            node: node.clone(),
+            job: JobId(*job),
+            how: *how,
+        },
     })
 }
 
@@ -192,6 +234,7 @@ fn to_result(reply: Reply) -> ClientResult {
         Reply::Jobs(text) => ClientResult::Jobs { text },
         Reply::NotLeader { leader } => ClientResult::NotLeader { leader },
         Reply::Leader { id, addr } => ClientResult::Leader { id, addr },
+        Reply::Assignments { version, jobs } => ClientResult::Assignments { version, jobs },
     }
 }
 
@@ -409,6 +452,7 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
     };
     let mut cfg = ReplicaConfig::new(opts.id, GROUP);
     cfg.election_tick = opts.election_ticks;
+    cfg.agent_lease_ms = opts.agent_lease_ms;
     let replica = Replica::open(cfg, store, || {
         empty.expect("open asks for an empty state only when the store has no snapshot")
     })?;

@@ -28,11 +28,13 @@ use sovra_scheduler::core::job::{JobId, JobSpec};
 use sovra_scheduler::core::placement::{Plan, Unschedulable};
 use sovra_scheduler::core::snapshot::{from_blob, to_blob, Decoder, Encoder};
 use sovra_scheduler::core::state::{
-    Applied, Command, Entry as SmEntry, JobRecord, JobState, RequestId, StateMachine,
+    Applied, Command, Entry as SmEntry, ExitStatus, JobRecord, JobState, RequestId, StateMachine,
     PASS_PLANS_MAX,
 };
 
+use crate::agents::Agents;
 use crate::storage::{GroupId, LogStore, StoreError};
+use crate::wire::{Assignment, JobEnd};
 
 /// Version byte of log records and snapshot envelopes.
 const RECORD_VERSION: u8 = 1;
@@ -61,6 +63,9 @@ pub struct ReplicaConfig {
     /// Deterministic mode for the simulation: election timeouts come from this seed instead
     /// of raft's thread RNG.
     pub deterministic_seed: Option<u64>,
+    /// An agent-managed node whose agent is silent this long is failed by the leader (which
+    /// first grants every agent this long after it takes over).
+    pub agent_lease_ms: u64,
 }
 
 impl ReplicaConfig {
@@ -74,6 +79,7 @@ impl ReplicaConfig {
             snapshot_every: 20_000,
             max_plans: PASS_PLANS_MAX,
             deterministic_seed: None,
+            agent_lease_ms: 10_000,
         }
     }
 }
@@ -115,6 +121,31 @@ pub enum Op {
     },
     /// Who leads.
     Leader,
+    /// An agent's heartbeat and long poll for its node's assignments.
+    AgentSync {
+        /// The node.
+        node: String,
+        /// The assignments version the agent holds.
+        known: u64,
+        /// How long to wait for a change.
+        wait_ms: u32,
+    },
+    /// An agent started its part of a job (idempotent).
+    JobStarted {
+        /// The node.
+        node: String,
+        /// The job.
+        job: JobId,
+    },
+    /// A job's process ended on an agent's node (idempotent).
+    JobEnded {
+        /// The node.
+        node: String,
+        /// The job.
+        job: JobId,
+        /// How.
+        how: JobEnd,
+    },
 }
 
 /// The answer to an [`Op`].
@@ -148,6 +179,13 @@ pub enum Reply {
         id: u64,
         /// Address.
         addr: String,
+    },
+    /// A node's assignments.
+    Assignments {
+        /// Their version.
+        version: u64,
+        /// The jobs placed or running on the node.
+        jobs: Vec<Assignment>,
     },
 }
 
@@ -224,6 +262,8 @@ pub struct Replica<S: LogStore> {
     spec: Option<StateMachine>,
     /// The applied index `spec` was last checked at (each state is checked once).
     spec_checked: u64,
+    /// Leader only: agents' heartbeats and polls, and the live jobs per node.
+    agents: Agents,
     conf_inflight: bool,
     last_snapshot_index: u64,
     rng: Option<u64>,
@@ -435,6 +475,7 @@ impl<S: LogStore> Replica<S> {
             reads: VecDeque::new(),
             spec: None,
             spec_checked: 0,
+            agents: Agents::default(),
             conf_inflight: false,
             last_snapshot_index: index,
             observed: (0, StateRole::Follower, 0),
@@ -615,6 +656,62 @@ impl<S: LogStore> Replica<S> {
                 self.propose_conf(token, cc)
             }
             Op::Leader => unreachable!("answered above"),
+            Op::AgentSync {
+                node,
+                known,
+                wait_ms,
+            } => {
+                let Some(id) = self.sm.topology().node_by_name(&node) else {
+                    self.reject(token, format!("unknown node {node:?}"));
+                    return;
+                };
+                if !self.agents.is_built() {
+                    self.agents.start(&self.sm, now_ms, self.cfg.agent_lease_ms);
+                }
+                let wait_ms = wait_ms.min(crate::wire::AGENT_WAIT_MS_MAX);
+                if let Some((version, jobs)) = self
+                    .agents
+                    .sync(&self.sm, token, id, known, wait_ms, now_ms)
+                {
+                    self.output
+                        .replies
+                        .push((token, Reply::Assignments { version, jobs }));
+                }
+                Ok(())
+            }
+            Op::JobStarted { node, job } => match self.agent_job(&node, job) {
+                Err(why) => {
+                    self.reject(token, why);
+                    return;
+                }
+                // Another member's agent reported it first, or it is over: nothing to do.
+                Ok((state, _)) if state != JobState::Placed => {
+                    self.output.replies.push((token, Reply::Ok));
+                    return;
+                }
+                Ok(_) => self.propose_command(token, &Command::Start { job }, false, now_ms),
+            },
+            Op::JobEnded { node, job, how } => match self.agent_job(&node, job) {
+                Err(why) => {
+                    self.reject(token, why);
+                    return;
+                }
+                Ok((state, rank0)) => {
+                    let status = match how {
+                        JobEnd::Exited(0) => ExitStatus::Completed,
+                        JobEnd::Exited(code) => ExitStatus::Failed(code),
+                        JobEnd::OutOfMemory => ExitStatus::OutOfMemory,
+                    };
+                    // The job ends when its first member (rank 0) ends, or when any member
+                    // fails; other members' clean exits change nothing.
+                    let ends = rank0 || status != ExitStatus::Completed;
+                    if state.is_terminal() || !ends {
+                        self.output.replies.push((token, Reply::Ok));
+                        return;
+                    }
+                    self.propose_command(token, &Command::Finish { job, status }, false, now_ms)
+                }
+            },
         };
         if result.is_err() {
             // Dropped (leadership is changing, or a conf change is pending).
@@ -625,6 +722,28 @@ impl<S: LogStore> Replica<S> {
                 .push((token, Reply::NotLeader { leader }));
         }
         self.after_input();
+    }
+
+    /// Checks that `job` has a member on `node`: its state, and whether that node holds the
+    /// job's first member (rank 0).
+    fn agent_job(&self, node: &str, job: JobId) -> Result<(JobState, bool), String> {
+        let topology = self.sm.topology();
+        let id = topology
+            .node_by_name(node)
+            .ok_or_else(|| format!("unknown node {node:?}"))?;
+        let r = self
+            .sm
+            .job(job)
+            .ok_or_else(|| format!("unknown job {job}"))?;
+        if r.state.is_terminal() {
+            return Ok((r.state, false));
+        }
+        let plan = r
+            .plan
+            .as_ref()
+            .filter(|p| p.members.iter().any(|m| m.node == id))
+            .ok_or_else(|| format!("job {job} has no member on node {node}"))?;
+        Ok((r.state, plan.members.first().is_some_and(|m| m.node == id)))
     }
 
     fn reject(&mut self, token: u64, why: String) {
@@ -722,6 +841,14 @@ impl<S: LogStore> Replica<S> {
         self.spec = None;
         self.conf_inflight = false;
         let leader = self.leader_hint();
+        for token in self.agents.stop() {
+            self.output.replies.push((
+                token,
+                Reply::NotLeader {
+                    leader: leader.clone(),
+                },
+            ));
+        }
         for (token, _) in std::mem::take(&mut self.waiting) {
             self.output.replies.push((
                 token,
@@ -771,6 +898,13 @@ impl<S: LogStore> Replica<S> {
             self.after_input();
         }
         self.check_spec();
+        if self.agents.is_built() {
+            for (token, version, jobs) in self.agents.due(&self.sm, now_ms) {
+                self.output
+                    .replies
+                    .push((token, Reply::Assignments { version, jobs }));
+            }
+        }
         self.maybe_snapshot()?;
         Ok(std::mem::take(&mut self.output))
     }
@@ -792,6 +926,9 @@ impl<S: LogStore> Replica<S> {
         if self.spec.is_none() {
             self.spec = self.build_spec();
         }
+        if !self.agents.is_built() {
+            self.agents.start(&self.sm, now_ms, self.cfg.agent_lease_ms);
+        }
         if let Some(spec) = &self.spec {
             if let Some((pass, _)) = spec.plan_pass(self.cfg.max_plans) {
                 let ctx = client_context(CTX_PASS, self.cfg.id, 0);
@@ -803,6 +940,21 @@ impl<S: LogStore> Replica<S> {
         // ready cycle (per-cycle scans cost the leader ~20% of a 2-core machine at 50k jobs).
         if now_ms >= self.last_tick_command_ms + 1000 {
             self.last_tick_command_ms = now_ms;
+            // Agents that missed their lease: fail their nodes (judged on the speculative
+            // state, so a failure already proposed is not proposed again).
+            let silent: Vec<String> = match &self.spec {
+                Some(spec) => self
+                    .agents
+                    .silent(spec, now_ms, self.cfg.agent_lease_ms)
+                    .into_iter()
+                    .map(|node| spec.topology().node(node).name.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
+            for node in silent {
+                let ctx = client_context(CTX_PASS, self.cfg.id, 2);
+                let _ = self.propose_entry(ctx, &Command::FailNode { node }, now_ms);
+            }
             let limited = self
                 .sm
                 .jobs()
@@ -1036,11 +1188,44 @@ impl<S: LogStore> Replica<S> {
                 index,
                 detail,
             })?;
+        let touched_job = match &command {
+            Command::Start { job } | Command::Finish { job, .. } | Command::Cancel { job } => {
+                Some(*job)
+            }
+            _ => None,
+        };
+        let touched_node = match &command {
+            Command::FailNode { node } | Command::Drain { node } | Command::Resume { node } => {
+                self.sm.topology().node_by_name(node)
+            }
+            _ => None,
+        };
         let applied = self.sm.apply(&SmEntry {
             index,
             time_ms,
             command,
         });
+        if self.agents.is_built() {
+            if let Some(job) = touched_job {
+                self.agents.job_changed(&self.sm, job);
+            }
+            if let Some(node) = touched_node {
+                self.agents.node_changed(&self.sm, node);
+            }
+            match &applied {
+                Applied::Scheduled { placed, .. } => {
+                    for &job in placed {
+                        self.agents.job_changed(&self.sm, job);
+                    }
+                }
+                Applied::Ended(jobs) => {
+                    for &job in jobs {
+                        self.agents.job_changed(&self.sm, job);
+                    }
+                }
+                _ => {}
+            }
+        }
         let mine = ctx.filter(|&(_, proposer, _)| proposer == self.cfg.id);
         match &applied {
             Applied::Scheduled { placed, .. } => {

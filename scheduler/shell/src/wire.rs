@@ -32,6 +32,9 @@
 //! | `0x09` | `AddNode`      | `u64 id, str addr`               |
 //! | `0x0a` | `RemoveNode`   | `u64 id`                         |
 //! | `0x0b` | `Leader`       |                                  |
+//! | `0x0c` | `AgentSync`    | `str node, u64 known, u32 wait_ms` |
+//! | `0x0d` | `JobStarted`   | `str node, u64 job`              |
+//! | `0x0e` | `JobEnded`     | `str node, u64 job, u8 how, i32 code` |
 //!
 //! | result | [`ClientResult`] | fields                                  |
 //! |--------|------------------|-----------------------------------------|
@@ -42,6 +45,14 @@
 //! | `0x05` | `NotLeader`      | `option<(u64 id, str addr)> leader`     |
 //! | `0x06` | `Error`          | `u16 code, str message`                 |
 //! | `0x07` | `Leader`         | `u64 id, str addr`                      |
+//! | `0x08` | `Assignments`    | `u64 version, u32 n, n × assignment`    |
+//!
+//! An assignment is `u64 job, str name, str tenant, bool running, u64 cpu_milli,
+//! u64 memory_mib, option<u64> time_limit_ms, u32 n, n × str argv, u32 n, n × (str, str) env,
+//! str workdir, u32 n, n × (str node, gpu take)` (members in rank order); a gpu take is a tag
+//! byte: `0` none, `1 u32 mask` whole GPUs, `2 u8 local, u16 milli` a share, `3 u8 local,
+//! u8 compute, u8 memory` a MIG instance. `how` in `JobEnded` is `0` exited (with `code`),
+//! `1` out of memory.
 //!
 //! A Raft message too large for one frame (a snapshot of a big state) travels as `RaftPart`
 //! frames on the peer stream, each at most [`RAFT_PART_BYTES`], every one carrying the whole
@@ -212,6 +223,72 @@ pub enum ClientOp {
     },
     /// Who leads the group.
     Leader,
+    /// An agent's heartbeat, answered with its node's assignments ([`ClientResult::Assignments`]):
+    /// at once when their version differs from `known`, else when they change or after
+    /// `wait_ms` (a long poll).
+    AgentSync {
+        /// The agent's node.
+        node: String,
+        /// The assignments version the agent holds (0: none).
+        known: u64,
+        /// How long to hold the request while nothing changes, at most [`AGENT_WAIT_MS_MAX`].
+        wait_ms: u32,
+    },
+    /// The agent started its part of a job.
+    JobStarted {
+        /// The agent's node.
+        node: String,
+        /// The job.
+        job: u64,
+    },
+    /// A job's process on the agent's node ended by itself.
+    JobEnded {
+        /// The agent's node.
+        node: String,
+        /// The job.
+        job: u64,
+        /// How it ended.
+        how: JobEnd,
+    },
+}
+
+/// The longest [`ClientOp::AgentSync`] long poll.
+pub const AGENT_WAIT_MS_MAX: u32 = 30_000;
+
+/// How a job's process ended, as its agent saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// It exited with this code (128 + n for a signal).
+    Exited(i32),
+    /// The cgroup's memory limit killed it.
+    OutOfMemory,
+}
+
+/// One job placed on (or running on) the asking agent's node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The job id.
+    pub job: u64,
+    /// The job's name.
+    pub name: String,
+    /// The job's tenant.
+    pub tenant: String,
+    /// Whether the job was reported started.
+    pub running: bool,
+    /// CPU per member.
+    pub cpu_milli: u64,
+    /// Memory per member.
+    pub memory_mib: u64,
+    /// The wall-clock limit.
+    pub time_limit_ms: Option<u64>,
+    /// The program and its arguments; empty: nothing to run (the job only holds resources).
+    pub argv: Vec<String>,
+    /// Extra environment, in order.
+    pub env: Vec<(String, String)>,
+    /// Working directory; empty: the agent's default.
+    pub workdir: String,
+    /// Every member, in rank order: its node and its GPUs there.
+    pub members: Vec<(String, sovra_fabric::GpuTake)>,
 }
 
 impl ClientOp {
@@ -229,6 +306,13 @@ impl ClientOp {
             ClientOp::AddNode { id, .. } => format!("add replica {id}"),
             ClientOp::RemoveNode { id } => format!("remove replica {id}"),
             ClientOp::Leader => "ask for the leader".into(),
+            ClientOp::AgentSync { node, .. } => format!("sync as the agent of node {node}"),
+            ClientOp::JobStarted { node, job } => {
+                format!("report job {job} started on node {node}")
+            }
+            ClientOp::JobEnded { node, job, .. } => {
+                format!("report job {job} ended on node {node}")
+            }
         }
     }
 }
@@ -245,6 +329,13 @@ pub struct Response {
 /// Outcomes of client requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientResult {
+    /// A node's assignments (the answer to [`ClientOp::AgentSync`]).
+    Assignments {
+        /// Changes whenever the list changes (0 is never used).
+        version: u64,
+        /// The jobs placed or running on the node, by job id.
+        jobs: Vec<Assignment>,
+    },
     /// A job was accepted.
     Submitted {
         /// The job id.
@@ -703,6 +794,97 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_u64(out, *id);
         }
         ClientOp::Leader => put_u8(out, 0x0b),
+        ClientOp::AgentSync {
+            node,
+            known,
+            wait_ms,
+        } => {
+            put_u8(out, 0x0c);
+            put_str(out, node);
+            put_u64(out, *known);
+            put_u32(out, *wait_ms);
+        }
+        ClientOp::JobStarted { node, job } => {
+            put_u8(out, 0x0d);
+            put_str(out, node);
+            put_u64(out, *job);
+        }
+        ClientOp::JobEnded { node, job, how } => {
+            put_u8(out, 0x0e);
+            put_str(out, node);
+            put_u64(out, *job);
+            let (tag, code) = match how {
+                JobEnd::Exited(code) => (0, *code),
+                JobEnd::OutOfMemory => (1, 0),
+            };
+            put_u8(out, tag);
+            put_u32(out, code as u32);
+        }
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_count(out: &mut Vec<u8>, n: usize) {
+    put_u32(out, u32::try_from(n).unwrap_or(u32::MAX));
+}
+
+fn put_gpu_take(out: &mut Vec<u8>, take: &sovra_fabric::GpuTake) {
+    use sovra_fabric::GpuTake;
+    match *take {
+        GpuTake::None => put_u8(out, 0),
+        GpuTake::Whole { mask } => {
+            put_u8(out, 1);
+            put_u32(out, mask);
+        }
+        GpuTake::Milli { local, milli } => {
+            put_u8(out, 2);
+            put_u8(out, local);
+            put_u16(out, milli);
+        }
+        GpuTake::Mig {
+            local,
+            compute,
+            memory,
+        } => {
+            put_u8(out, 3);
+            put_u8(out, local);
+            put_u8(out, compute);
+            put_u8(out, memory);
+        }
+    }
+}
+
+fn put_assignment(out: &mut Vec<u8>, a: &Assignment) {
+    put_u64(out, a.job);
+    put_str(out, &a.name);
+    put_str(out, &a.tenant);
+    put_bool(out, a.running);
+    put_u64(out, a.cpu_milli);
+    put_u64(out, a.memory_mib);
+    match a.time_limit_ms {
+        None => put_u8(out, 0),
+        Some(ms) => {
+            put_u8(out, 1);
+            put_u64(out, ms);
+        }
+    }
+    put_count(out, a.argv.len());
+    for arg in &a.argv {
+        put_str(out, arg);
+    }
+    put_count(out, a.env.len());
+    for (k, v) in &a.env {
+        put_str(out, k);
+        put_str(out, v);
+    }
+    put_str(out, &a.workdir);
+    put_count(out, a.members.len());
+    for (node, take) in &a.members {
+        put_str(out, node);
+        put_gpu_take(out, take);
     }
 }
 
@@ -748,6 +930,14 @@ fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
             put_u8(out, 0x07);
             put_u64(out, *id);
             put_str(out, addr);
+        }
+        ClientResult::Assignments { version, jobs } => {
+            put_u8(out, 0x08);
+            put_u64(out, *version);
+            put_count(out, jobs.len());
+            for a in jobs {
+                put_assignment(out, a);
+            }
         }
     }
 }
@@ -811,6 +1001,80 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.bytes(what)?).map_err(|_| DecodeError::Utf8 { what })
     }
 
+    /// A sequence count; each item is at least one byte, so a count beyond the bytes left is
+    /// refused before anything is allocated.
+    fn count(&mut self, what: &'static str) -> Result<usize, DecodeError> {
+        let n = self.u32(what)? as usize;
+        if n > self.buf.len() {
+            return Err(DecodeError::Truncated { what });
+        }
+        Ok(n)
+    }
+
+    fn gpu_take(&mut self) -> Result<sovra_fabric::GpuTake, DecodeError> {
+        use sovra_fabric::GpuTake;
+        Ok(match self.u8("gpu take")? {
+            0 => GpuTake::None,
+            1 => GpuTake::Whole {
+                mask: self.u32("gpu mask")?,
+            },
+            2 => GpuTake::Milli {
+                local: self.u8("gpu index")?,
+                milli: self.u16("gpu milli")?,
+            },
+            3 => GpuTake::Mig {
+                local: self.u8("gpu index")?,
+                compute: self.u8("mig compute")?,
+                memory: self.u8("mig memory")?,
+            },
+            tag => {
+                return Err(DecodeError::Tag {
+                    what: "gpu take",
+                    tag,
+                })
+            }
+        })
+    }
+
+    fn assignment(&mut self) -> Result<Assignment, DecodeError> {
+        let job = self.u64("job")?;
+        let name = self.string("name")?;
+        let tenant = self.string("tenant")?;
+        let running = self.flag("running")?;
+        let cpu_milli = self.u64("cpu_milli")?;
+        let memory_mib = self.u64("memory_mib")?;
+        let time_limit_ms = match self.flag("time limit option")? {
+            false => None,
+            true => Some(self.u64("time_limit_ms")?),
+        };
+        let mut argv = Vec::new();
+        for _ in 0..self.count("argv")? {
+            argv.push(self.string("arg")?);
+        }
+        let mut env = Vec::new();
+        for _ in 0..self.count("env")? {
+            env.push((self.string("env name")?, self.string("env value")?));
+        }
+        let workdir = self.string("workdir")?;
+        let mut members = Vec::new();
+        for _ in 0..self.count("members")? {
+            members.push((self.string("member node")?, self.gpu_take()?));
+        }
+        Ok(Assignment {
+            job,
+            name,
+            tenant,
+            running,
+            cpu_milli,
+            memory_mib,
+            time_limit_ms,
+            argv,
+            env,
+            workdir,
+            members,
+        })
+    }
+
     fn request_id(&mut self) -> Result<RequestId, DecodeError> {
         Ok(RequestId {
             client: self.u64("client")?,
@@ -851,6 +1115,27 @@ impl<'a> Reader<'a> {
                 id: self.u64("id")?,
             },
             0x0b => ClientOp::Leader,
+            0x0c => ClientOp::AgentSync {
+                node: self.string("node")?,
+                known: self.u64("known")?,
+                wait_ms: self.u32("wait_ms")?,
+            },
+            0x0d => ClientOp::JobStarted {
+                node: self.string("node")?,
+                job: self.u64("job")?,
+            },
+            0x0e => ClientOp::JobEnded {
+                node: self.string("node")?,
+                job: self.u64("job")?,
+                how: match self.u8("how")? {
+                    0 => JobEnd::Exited(self.u32("code")? as i32),
+                    1 => {
+                        self.u32("code")?;
+                        JobEnd::OutOfMemory
+                    }
+                    tag => return Err(DecodeError::Tag { what: "how", tag }),
+                },
+            },
             tag => return Err(DecodeError::Tag { what: "op", tag }),
         };
         Ok(op)
@@ -886,6 +1171,15 @@ impl<'a> Reader<'a> {
                 id: self.u64("id")?,
                 addr: self.string("addr")?,
             },
+            0x08 => {
+                let version = self.u64("version")?;
+                let n = self.count("assignments")?;
+                let mut jobs = Vec::new();
+                for _ in 0..n {
+                    jobs.push(self.assignment()?);
+                }
+                ClientResult::Assignments { version, jobs }
+            }
             tag => {
                 return Err(DecodeError::Tag {
                     what: "result",
@@ -1088,7 +1382,71 @@ mod tests {
             (any::<u64>(), text()).prop_map(|(id, addr)| ClientOp::AddNode { id, addr }),
             any::<u64>().prop_map(|id| ClientOp::RemoveNode { id }),
             Just(ClientOp::Leader),
+            (text(), any::<u64>(), any::<u32>()).prop_map(|(node, known, wait_ms)| {
+                ClientOp::AgentSync {
+                    node,
+                    known,
+                    wait_ms,
+                }
+            }),
+            (text(), any::<u64>()).prop_map(|(node, job)| ClientOp::JobStarted { node, job }),
+            (text(), any::<u64>(), proptest::option::of(any::<i32>())).prop_map(
+                |(node, job, code)| ClientOp::JobEnded {
+                    node,
+                    job,
+                    how: code.map_or(JobEnd::OutOfMemory, JobEnd::Exited),
+                }
+            ),
         ]
+    }
+
+    fn gpu_take() -> impl Strategy<Value = sovra_fabric::GpuTake> {
+        use sovra_fabric::GpuTake;
+        prop_oneof![
+            Just(GpuTake::None),
+            any::<u32>().prop_map(|mask| GpuTake::Whole { mask }),
+            (any::<u8>(), any::<u16>()).prop_map(|(local, milli)| GpuTake::Milli { local, milli }),
+            (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(local, compute, memory)| {
+                GpuTake::Mig {
+                    local,
+                    compute,
+                    memory,
+                }
+            }),
+        ]
+    }
+
+    fn assignment() -> impl Strategy<Value = Assignment> {
+        (
+            (any::<u64>(), text(), text(), any::<bool>()),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of(any::<u64>()),
+            ),
+            (vec(text(), 0..3), vec((text(), text()), 0..3), text()),
+            vec((text(), gpu_take()), 0..3),
+        )
+            .prop_map(
+                |(
+                    (job, name, tenant, running),
+                    (cpu_milli, memory_mib, time_limit_ms),
+                    (argv, env, workdir),
+                    members,
+                )| Assignment {
+                    job,
+                    name,
+                    tenant,
+                    running,
+                    cpu_milli,
+                    memory_mib,
+                    time_limit_ms,
+                    argv,
+                    env,
+                    workdir,
+                    members,
+                },
+            )
     }
 
     fn result() -> impl Strategy<Value = ClientResult> {
@@ -1103,6 +1461,8 @@ mod tests {
             (any::<u16>(), text())
                 .prop_map(|(code, message)| ClientResult::Error { code, message }),
             (any::<u64>(), text()).prop_map(|(id, addr)| ClientResult::Leader { id, addr }),
+            (any::<u64>(), vec(assignment(), 0..3))
+                .prop_map(|(version, jobs)| ClientResult::Assignments { version, jobs }),
         ]
     }
 

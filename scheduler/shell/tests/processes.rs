@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use sovrad::client::{ClusterClient, ClusterError};
 use sovrad::tls::{self, Identity};
-use sovrad::wire::{ClientOp, ClientResult, RequestId};
+use sovrad::wire::{self, ClientOp, ClientResult, RequestId};
 
 const SOVRAD: &str = env!("CARGO_BIN_EXE_sovrad");
 const INVENTORY: &str = concat!(
@@ -33,6 +33,8 @@ const INVENTORY: &str = concat!(
 );
 const CLUSTER: &str = "ptest";
 const REPLICAS: usize = 3;
+/// Agents' heartbeat lease (short, so a test sees a silent agent's node fail).
+const AGENT_LEASE: Duration = Duration::from_millis(1500);
 
 /// How long a replica group may take to elect a leader (debug binaries, a loaded machine).
 const ELECTION_WAIT: Duration = Duration::from_secs(20);
@@ -177,7 +179,7 @@ impl Cluster {
             "--clients",
             "admin",
             "--agents",
-            "syd1-n1",
+            "syd1-n1,syd1-n2,syd1-n3,syd1-n4",
         ]);
         let peers: Vec<String> = (0..REPLICAS)
             .map(|i| format!("{}={}", i + 1, cluster.addrs[i]))
@@ -234,6 +236,7 @@ impl Cluster {
             .arg(self.certs_dir())
             .args(["--cluster", CLUSTER])
             .args(["--listen", &self.addrs[i].to_string()])
+            .args(["--agent-lease-ms", &AGENT_LEASE.as_millis().to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -809,5 +812,185 @@ fn agent_certificates_speak_only_for_their_node() {
                 other => panic!("{what}: {other:?}"),
             }
         }
+    }
+}
+
+/// An agent's view of the cluster, through its own certificate.
+fn agent_client(cluster: &Cluster, node: &str) -> ClusterClient {
+    let certs = cluster.certs_dir();
+    let identity = Identity::load(&certs, &format!("agent-{node}")).expect("agent identity");
+    let ca = tls::load_ca(&certs).expect("cluster CA");
+    ClusterClient::new(cluster.addrs.clone(), identity, ca)
+}
+
+fn sync(
+    cluster: &Cluster,
+    agent: &mut ClusterClient,
+    node: &str,
+    known: u64,
+    wait_ms: u32,
+) -> (u64, Vec<wire::Assignment>) {
+    let op = ClientOp::AgentSync {
+        node: node.into(),
+        known,
+        wait_ms,
+    };
+    match cluster.call(agent, op) {
+        Ok(ClientResult::Assignments { version, jobs }) => (version, jobs),
+        other => panic!("sync of {node}: {other:?}"),
+    }
+}
+
+/// The agent protocol end to end against real replicas: a job placed on a node shows up in
+/// its agent's assignments with its command, a long poll wakes when the job starts, the
+/// rank-0 exit completes it and empties the list; an agent that goes silent past its lease
+/// gets its node failed (its job requeued), while agents that keep polling keep theirs.
+#[test]
+fn agents_get_assignments_and_silent_agents_lose_their_node() {
+    let cluster = Cluster::start();
+    cluster.wait_leader(&[0, 1, 2]);
+    let nodes = ["syd1-n1", "syd1-n2", "syd1-n3", "syd1-n4"];
+    let mut agents: Vec<ClusterClient> = nodes.iter().map(|n| agent_client(&cluster, n)).collect();
+    for (agent, node) in agents.iter_mut().zip(nodes) {
+        let op = ClientOp::RegisterNode { node: node.into() };
+        assert_eq!(cluster.call(agent, op), Ok(ClientResult::Ok));
+        assert_eq!(sync(&cluster, agent, node, 0, 0).1, vec![]);
+    }
+
+    let mut client = cluster.client();
+    let job_toml = "name = \"train\"\ntenant = \"acme\"\njurisdictions = [\"AU\"]\n\
+                    gpu_models = [\"H100\"]\ncommand = \"echo hi\"\n[env]\nSEED = \"7\"\n\
+                    [batch]\ngpus = 8\n";
+    let op = ClientOp::Submit {
+        job_toml: job_toml.into(),
+        wait_placed: true,
+    };
+    let (job, placed) = match cluster.call(&mut client, op) {
+        Ok(ClientResult::Submitted {
+            job,
+            placed: Some(p),
+        }) => (job, p),
+        other => panic!("submit: {other:?}"),
+    };
+    let at = nodes
+        .iter()
+        .position(|n| placed.starts_with(&format!("{n}{{")))
+        .unwrap_or_else(|| panic!("placed on {placed}"));
+    let node = nodes[at];
+    let (version, jobs) = sync(&cluster, &mut agents[at], node, 0, 0);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let a = &jobs[0];
+    assert_eq!((a.job, a.name.as_str(), a.running), (job, "train", false));
+    assert_eq!(a.argv, ["/bin/sh", "-c", "echo hi"]);
+    assert_eq!(a.env, [("SEED".to_string(), "7".to_string())]);
+    assert_eq!(
+        a.members,
+        [(
+            node.to_string(),
+            sovra_fabric::GpuTake::Whole { mask: 0xff }
+        )]
+    );
+    // Nothing changed: a zero-wait poll answers with the same version.
+    assert_eq!(sync(&cluster, &mut agents[at], node, version, 0).0, version);
+
+    // A long poll wakes when the job starts (well before its 20 s wait).
+    let mut poller = agent_client(&cluster, node);
+    let poll_node = node.to_string();
+    let long_poll = cluster.runtime.spawn(async move {
+        let started = Instant::now();
+        let op = ClientOp::AgentSync {
+            node: poll_node,
+            known: version,
+            wait_ms: 20_000,
+        };
+        (poller.call(op).await, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let started = ClientOp::JobStarted {
+        node: node.into(),
+        job,
+    };
+    assert_eq!(
+        cluster.call(&mut agents[at], started.clone()),
+        Ok(ClientResult::Ok)
+    );
+    // Idempotent: another report of the same start is fine.
+    assert_eq!(cluster.call(&mut agents[at], started), Ok(ClientResult::Ok));
+    let (woken, waited) = cluster.runtime.block_on(long_poll).expect("long poll");
+    match woken {
+        Ok(ClientResult::Assignments { version: v, jobs }) => {
+            assert_ne!(v, version);
+            assert!(jobs[0].running, "{jobs:?}");
+        }
+        other => panic!("long poll: {other:?}"),
+    }
+    assert!(
+        waited < Duration::from_secs(10),
+        "long poll took {waited:?}"
+    );
+    // Another node's agent may not report this job.
+    let other = (at + 1) % nodes.len();
+    let ended = ClientOp::JobEnded {
+        node: nodes[other].into(),
+        job,
+        how: wire::JobEnd::Exited(0),
+    };
+    match cluster.call(&mut agents[other], ended) {
+        Ok(ClientResult::Error { message, .. }) => {
+            assert!(message.contains("no member on node"), "{message}")
+        }
+        other => panic!("foreign end report: {other:?}"),
+    }
+    let ended = ClientOp::JobEnded {
+        node: node.into(),
+        job,
+        how: wire::JobEnd::Exited(0),
+    };
+    assert_eq!(cluster.call(&mut agents[at], ended), Ok(ClientResult::Ok));
+    assert_eq!(sync(&cluster, &mut agents[at], node, 0, 0).1, vec![]);
+    assert_eq!(cluster.jobs(&mut client)[&job].state, "CD");
+
+    // Four jobs fill the four H100 nodes; the agent of the node holding the last one goes
+    // silent, the others keep polling. Its node is failed and its job waits again.
+    let mut held = BTreeMap::new();
+    for k in 0..4 {
+        let op = ClientOp::Submit {
+            job_toml: job_toml.replace("\"train\"", &format!("\"fill-{k}\"")),
+            wait_placed: true,
+        };
+        match cluster.call(&mut client, op) {
+            Ok(ClientResult::Submitted {
+                job,
+                placed: Some(p),
+            }) if !p.starts_with("pending") => held.insert(job, ()),
+            other => panic!("fill-{k}: {other:?}"),
+        };
+    }
+    let jobs = cluster.jobs(&mut client);
+    let last = *held.keys().last().expect("four jobs");
+    let silent = nodes
+        .iter()
+        .position(|n| jobs[&last].detail.starts_with(&format!("{n}{{")))
+        .expect("the last job is on an H100 node");
+    let deadline = Instant::now() + AGENT_LEASE * 4 + Duration::from_secs(3);
+    loop {
+        for (i, agent) in agents.iter_mut().enumerate() {
+            if i != silent {
+                sync(&cluster, agent, nodes[i], 0, 0);
+            }
+        }
+        let jobs = cluster.jobs(&mut client);
+        if jobs[&last].state == "PD" {
+            for job in held.keys().filter(|&&j| j != last) {
+                assert_eq!(jobs[job].state, "CF", "job {job} lost its node: {jobs:?}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {} was not failed: {jobs:?}",
+            nodes[silent]
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

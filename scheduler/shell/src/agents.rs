@@ -1,0 +1,226 @@
+//! The leader's desk for node agents: which live jobs each node holds, agents' long polls
+//! for their assignments, and their heartbeats.
+//!
+//! Everything here is leader-local soft state derived from the applied state machine (the
+//! job index) or from agents' requests (heartbeats, parked polls): a new leader rebuilds the
+//! index from its state and gives every agent a grace period before it counts a heartbeat as
+//! missed, so a scheduler failover never marks nodes down. Sans-IO: time comes in as
+//! `now_ms`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sovra_fabric::NodeId;
+use sovra_scheduler::core::job::JobId;
+use sovra_scheduler::core::state::{JobRecord, JobState, StateMachine};
+
+use crate::wire::Assignment;
+
+/// A parked [`crate::wire::ClientOp::AgentSync`].
+#[derive(Clone, Debug)]
+struct Parked {
+    token: u64,
+    node: NodeId,
+    known: u64,
+    deadline_ms: u64,
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Agents {
+    /// Whether the index reflects the applied state (only while leading).
+    built: bool,
+    /// Placed and running jobs by node.
+    by_node: BTreeMap<NodeId, BTreeSet<JobId>>,
+    /// The nodes each indexed job is on.
+    job_nodes: BTreeMap<JobId, Vec<NodeId>>,
+    /// Nodes whose assignments may have changed since parked polls were last checked.
+    dirty: BTreeSet<NodeId>,
+    parked: Vec<Parked>,
+    /// Last heartbeat per node (leader clock).
+    last_seen: BTreeMap<NodeId, u64>,
+    /// No node counts as silent before this (a new leader's grace period).
+    grace_until_ms: u64,
+}
+
+/// Whether a job holds its node's resources and belongs on its agent.
+fn live(r: &JobRecord) -> bool {
+    matches!(r.state, JobState::Placed | JobState::Running)
+}
+
+impl Agents {
+    /// Starts leading: index the applied state; every node's lease starts now.
+    pub(crate) fn start(&mut self, sm: &StateMachine, now_ms: u64, lease_ms: u64) {
+        *self = Agents::default();
+        for r in sm.jobs() {
+            self.index(sm, r.id);
+        }
+        self.built = true;
+        self.grace_until_ms = now_ms + lease_ms;
+    }
+
+    /// Stops leading: forget everything; returns the parked tokens (to answer "not leader").
+    pub(crate) fn stop(&mut self) -> Vec<u64> {
+        let tokens = self.parked.iter().map(|p| p.token).collect();
+        *self = Agents::default();
+        tokens
+    }
+
+    pub(crate) fn is_built(&self) -> bool {
+        self.built
+    }
+
+    /// A job's state or placement may have changed: re-index it.
+    pub(crate) fn job_changed(&mut self, sm: &StateMachine, job: JobId) {
+        if self.built {
+            self.index(sm, job);
+        }
+    }
+
+    /// A node's state changed (failed, drained, resumed): re-index the jobs it held.
+    pub(crate) fn node_changed(&mut self, sm: &StateMachine, node: NodeId) {
+        if !self.built {
+            return;
+        }
+        self.dirty.insert(node);
+        let jobs: Vec<JobId> = self
+            .by_node
+            .get(&node)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for job in jobs {
+            self.index(sm, job);
+        }
+    }
+
+    fn index(&mut self, sm: &StateMachine, job: JobId) {
+        if let Some(nodes) = self.job_nodes.remove(&job) {
+            for node in nodes {
+                self.dirty.insert(node);
+                if let Some(set) = self.by_node.get_mut(&node) {
+                    set.remove(&job);
+                    if set.is_empty() {
+                        self.by_node.remove(&node);
+                    }
+                }
+            }
+        }
+        let Some(r) = sm.job(job).filter(|r| live(r)) else {
+            return;
+        };
+        let Some(plan) = &r.plan else { return };
+        let mut nodes: Vec<NodeId> = plan.members.iter().map(|m| m.node).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for &node in &nodes {
+            self.by_node.entry(node).or_default().insert(job);
+            self.dirty.insert(node);
+        }
+        self.job_nodes.insert(job, nodes);
+    }
+
+    /// The node's assignments and their version (never 0).
+    pub(crate) fn assignments(&self, sm: &StateMachine, node: NodeId) -> (u64, Vec<Assignment>) {
+        let topology = sm.topology();
+        let mut version: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut mix = |x: u64| {
+            version = (version ^ x).wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        let mut out = Vec::new();
+        for &job in self.by_node.get(&node).into_iter().flatten() {
+            let Some(r) = sm.job(job) else { continue };
+            let Some(plan) = &r.plan else { continue };
+            let running = r.state == JobState::Running;
+            mix(job.0);
+            mix(u64::from(running));
+            mix(u64::from(r.restarts));
+            let run = &r.spec.run;
+            out.push(Assignment {
+                job: job.0,
+                name: r.spec.name.clone(),
+                tenant: r.spec.tenant.clone(),
+                running,
+                cpu_milli: r.spec.cpu_milli,
+                memory_mib: r.spec.memory_mib,
+                time_limit_ms: r.spec.time_limit_ms,
+                argv: run.argv.clone(),
+                env: run.env.clone(),
+                workdir: run.workdir.clone(),
+                members: plan
+                    .members
+                    .iter()
+                    .map(|m| (topology.node(m.node).name.clone(), m.take.gpus))
+                    .collect(),
+            });
+        }
+        (version.max(1), out)
+    }
+
+    /// An agent's poll: answered now (`Some`) when its view is stale or it will not wait,
+    /// else parked until its assignments change or `wait_ms` passes. Counts as a heartbeat.
+    pub(crate) fn sync(
+        &mut self,
+        sm: &StateMachine,
+        token: u64,
+        node: NodeId,
+        known: u64,
+        wait_ms: u32,
+        now_ms: u64,
+    ) -> Option<(u64, Vec<Assignment>)> {
+        self.last_seen.insert(node, now_ms);
+        let (version, jobs) = self.assignments(sm, node);
+        if version != known || wait_ms == 0 {
+            return Some((version, jobs));
+        }
+        self.parked.push(Parked {
+            token,
+            node,
+            known,
+            deadline_ms: now_ms + u64::from(wait_ms),
+        });
+        None
+    }
+
+    /// Parked polls to answer now: their node's assignments changed, or their wait is over.
+    pub(crate) fn due(
+        &mut self,
+        sm: &StateMachine,
+        now_ms: u64,
+    ) -> Vec<(u64, u64, Vec<Assignment>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        if self.parked.is_empty() {
+            return Vec::new();
+        }
+        let mut answers = Vec::new();
+        let mut keep = Vec::new();
+        for p in std::mem::take(&mut self.parked) {
+            if dirty.contains(&p.node) || now_ms >= p.deadline_ms {
+                let (version, jobs) = self.assignments(sm, p.node);
+                if version != p.known || now_ms >= p.deadline_ms {
+                    answers.push((p.token, version, jobs));
+                    continue;
+                }
+            }
+            keep.push(p);
+        }
+        self.parked = keep;
+        answers
+    }
+
+    /// Agent-managed nodes in service whose agent has been silent for `lease_ms` (after the
+    /// grace period): the leader fails them.
+    pub(crate) fn silent(&self, sm: &StateMachine, now_ms: u64, lease_ms: u64) -> Vec<NodeId> {
+        if now_ms < self.grace_until_ms {
+            return Vec::new();
+        }
+        let topology = sm.topology();
+        (0..topology.nodes().len())
+            .map(NodeId::from_idx)
+            .filter(|&n| sm.agent_managed(n) && sm.node_in_service(n))
+            .filter(|n| {
+                self.last_seen
+                    .get(n)
+                    .is_none_or(|&seen| now_ms >= seen + lease_ms)
+            })
+            .collect()
+    }
+}
