@@ -439,6 +439,28 @@ fn find_builtin(name: &str) -> Option<&'static BuiltinModel> {
         .find(|b| b.name.eq_ignore_ascii_case(name))
 }
 
+/// A built-in GPU model by name (case-insensitive), as an inventory without a `[[model]]` table
+/// declares it. The node agent's simulated inventory (`--fake-gpus 8xH100`) uses it.
+pub fn builtin_model(name: &str) -> Option<GpuModelDesc> {
+    let b = find_builtin(name)?;
+    let mig_profiles = if b.mig {
+        standard_mig_profiles(b.memory_gb)
+    } else {
+        Vec::new()
+    };
+    Some(GpuModelDesc {
+        name: b.name.to_string(),
+        memory_mib: b.memory_gb * 1024,
+        nvlink_gbit_per_s: b.nvlink_gbit_per_s,
+        mig_profiles,
+    })
+}
+
+/// Names of the built-in GPU models, in declaration order.
+pub fn builtin_model_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN_MODELS.iter().map(|b| b.name)
+}
+
 // ---------------------------------------------------------------------------------------------
 // DTO → description.
 
@@ -879,23 +901,13 @@ fn convert_gpus(
         {
             Some(m) => m,
             None => {
-                let Some(b) = find_builtin(&entry.model) else {
+                let Some(model) = builtin_model(&entry.model) else {
                     return Err(format!(
                         "unknown gpu model {:?} (not built in; declare it with [[model]])",
                         entry.model
                     ));
                 };
-                let mig_profiles = if b.mig {
-                    standard_mig_profiles(b.memory_gb)
-                } else {
-                    Vec::new()
-                };
-                models.push(GpuModelDesc {
-                    name: b.name.to_string(),
-                    memory_mib: b.memory_gb * 1024,
-                    nvlink_gbit_per_s: b.nvlink_gbit_per_s,
-                    mig_profiles,
-                });
+                models.push(model);
                 models.last().expect("just pushed")
             }
         };

@@ -1,0 +1,13 @@
+//! The agent's IO: the cgroup v2 runner, the supervisor process, state files and inventory.
+//!
+//! [`runner::Runner`] is the entry point. [`cgroup`] and [`proc`] wrap the kernel interfaces,
+//! [`state`] the durable files, [`supervisor`] the process that waits for each task, and
+//! [`nvml`] and [`inventory`] the devices.
+
+pub mod cgroup;
+pub mod inventory;
+pub mod nvml;
+pub mod proc;
+pub mod runner;
+pub mod state;
+pub mod supervisor;
