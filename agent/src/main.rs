@@ -39,6 +39,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Join the cluster and run the tasks it assigns to this node, until SIGINT or SIGTERM
+    /// (tasks keep running when the agent stops; the next agent adopts them).
+    Run {
+        /// Replica addresses, comma-separated (any of them; the leader is found).
+        #[arg(long, value_delimiter = ',', required = true)]
+        server: Vec<std::net::SocketAddr>,
+        /// Certificates directory (`ca.pem`, `agent-<node>.pem`, `agent-<node>.key`).
+        #[arg(long)]
+        certs: PathBuf,
+        /// Longest wait of one poll for new assignments, in milliseconds.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=10_000))]
+        poll_ms: u64,
+        #[command(flatten)]
+        runner: RunnerArgs,
+        #[command(flatten)]
+        devices: DeviceArgs,
+    },
     /// Print this node's GPU inventory (NVML, or a declared simulation).
     Inventory {
         #[command(flatten)]
@@ -154,6 +171,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Inventory { devices, json } => inventory_cmd(&devices, json),
+        Cmd::Run {
+            server,
+            certs,
+            poll_ms,
+            runner,
+            devices,
+        } => run_joined(server, certs, poll_ms, &runner, &devices),
         Cmd::RunLocal(args) => run_local(args),
         Cmd::Resume {
             runner,
@@ -172,6 +196,41 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+fn run_joined(
+    servers: Vec<std::net::SocketAddr>,
+    certs: PathBuf,
+    poll_ms: u64,
+    runner_args: &RunnerArgs,
+    devices: &DeviceArgs,
+) -> anyhow::Result<ExitCode> {
+    let inventory = load_inventory(devices)?;
+    let node = inventory.node.clone();
+    let runner = Runner::open(runner_config(runner_args), inventory)?;
+    let cfg = sovra_agent::shell::join::JoinConfig {
+        servers,
+        certs,
+        node,
+        wait: std::time::Duration::from_millis(poll_ms),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?;
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        sovra_agent::shell::join::serve(cfg, runner, stop).await
+    })?;
+    eprintln!("sovra-agent: stopped; tasks keep running");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn node_name(devices: &DeviceArgs) -> String {

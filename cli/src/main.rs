@@ -18,6 +18,7 @@ use sovra_scheduler::core::job::JobId;
 use sovra_scheduler::core::placement::{self, ClusterView, Outcome, PolicyConfig};
 use sovra_scheduler::core::state::StateMachine;
 
+mod demo;
 mod remote;
 mod report;
 
@@ -102,6 +103,48 @@ enum Command {
         #[command(flatten)]
         conn: remote::Conn,
     },
+    /// Run a whole cluster on this machine (3 replicas, 4 agents with simulated GPUs in two
+    /// jurisdictions), submit three jobs, show where they ran and why, and stop.
+    Demo {
+        /// Directory for the demo's certificates, data and logs [default: a new temp dir].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the directory afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Print one JSON summary line instead of the narrative.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A demo replica (started by `sovra demo`).
+    #[command(hide = true)]
+    DemoReplica {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        certs: PathBuf,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+    /// A demo agent with a simulated 8xH100 inventory (started by `sovra demo`).
+    #[command(hide = true)]
+    DemoAgent {
+        #[arg(long)]
+        node: String,
+        #[arg(long, value_delimiter = ',')]
+        server: Vec<std::net::SocketAddr>,
+        #[arg(long)]
+        certs: PathBuf,
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        isolation: String,
+    },
+    /// A task supervisor of a demo agent (the agent runtime re-executes its binary).
+    #[command(hide = true)]
+    Supervise { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +211,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// `sovra demo-agent`: one demo node's agent, with a simulated 8xH100 inventory.
+fn demo_agent(
+    node: String,
+    servers: Vec<std::net::SocketAddr>,
+    certs: PathBuf,
+    state_dir: PathBuf,
+    isolation: &str,
+) -> anyhow::Result<u8> {
+    use sovra_agent::shell::cgroup::Enforce;
+    use sovra_agent::shell::inventory::{detect, InventorySource};
+    use sovra_agent::shell::runner::{Isolation, Runner, RunnerConfig};
+    let source = InventorySource::Fake {
+        gpus: "8xH100".into(),
+        nics: Some("4x400".into()),
+    };
+    let inventory = detect(&source, &node)?;
+    let mut config = RunnerConfig::new(state_dir);
+    config.isolation = match isolation {
+        "session" => Isolation::Session,
+        _ => Isolation::Cgroup {
+            root: sovra_agent::shell::cgroup::default_root().join(format!("demo-{node}")),
+            enforce: Enforce::BestEffort,
+        },
+    };
+    let runner = Runner::open(config, inventory)?;
+    let cfg = sovra_agent::shell::join::JoinConfig {
+        servers,
+        certs,
+        node,
+        wait: std::time::Duration::from_millis(2000),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        sovra_agent::shell::join::serve(cfg, runner, stop).await
+    })?;
+    Ok(0)
+}
+
 fn read(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {}", path.display()))
@@ -210,6 +300,37 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             remote::call(&conn, op)
         }
+        Command::Demo { dir, keep, json } => {
+            demo::run(demo::DemoOptions { dir, keep, json }).map_err(runtime)
+        }
+        Command::DemoReplica {
+            id,
+            data,
+            certs,
+            listen,
+        } => sovrad::node::run(sovrad::node::RunOptions {
+            id,
+            listen,
+            data,
+            certs,
+            cluster: "demo".into(),
+            tick: std::time::Duration::from_millis(50),
+            election_ticks: 10,
+            agent_lease_ms: 10_000,
+            inventory: None,
+        })
+        .map(|()| 0)
+        .map_err(runtime),
+        Command::DemoAgent {
+            node,
+            server,
+            certs,
+            state_dir,
+            isolation,
+        } => demo_agent(node, server, certs, state_dir, &isolation).map_err(runtime),
+        Command::Supervise { dir } => sovra_agent::shell::supervisor::supervise(&dir)
+            .map(|()| 0)
+            .map_err(|e| runtime(anyhow::anyhow!("supervise: {e}"))),
         Command::Node { command, conn } => {
             let op = match command {
                 NodeCommand::Drain { node } => ClientOp::Drain { node },

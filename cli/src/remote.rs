@@ -118,8 +118,12 @@ pub fn call(conn: &Conn, op: ClientOp) -> Result<u8, Failure> {
             println!("{id} {addr}");
             Ok(0)
         }
-        Ok(ClientResult::Assignments { version, jobs }) => {
-            println!("version {version}");
+        Ok(ClientResult::Assignments {
+            version,
+            in_service,
+            jobs,
+        }) => {
+            println!("version {version} in_service {in_service}");
             for a in jobs {
                 let members: Vec<String> = a
                     .members

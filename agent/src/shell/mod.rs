@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod inventory;
+pub mod join;
 pub mod nvml;
 pub mod proc;
 pub mod runner;

@@ -185,7 +185,7 @@ impl Agents {
         &mut self,
         sm: &StateMachine,
         now_ms: u64,
-    ) -> Vec<(u64, u64, Vec<Assignment>)> {
+    ) -> Vec<(u64, NodeId, u64, Vec<Assignment>)> {
         let dirty = std::mem::take(&mut self.dirty);
         if self.parked.is_empty() {
             return Vec::new();
@@ -196,7 +196,7 @@ impl Agents {
             if dirty.contains(&p.node) || now_ms >= p.deadline_ms {
                 let (version, jobs) = self.assignments(sm, p.node);
                 if version != p.known || now_ms >= p.deadline_ms {
-                    answers.push((p.token, version, jobs));
+                    answers.push((p.token, p.node, version, jobs));
                     continue;
                 }
             }

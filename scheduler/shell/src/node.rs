@@ -234,7 +234,15 @@ fn to_result(reply: Reply) -> ClientResult {
         Reply::Jobs(text) => ClientResult::Jobs { text },
         Reply::NotLeader { leader } => ClientResult::NotLeader { leader },
         Reply::Leader { id, addr } => ClientResult::Leader { id, addr },
-        Reply::Assignments { version, jobs } => ClientResult::Assignments { version, jobs },
+        Reply::Assignments {
+            version,
+            in_service,
+            jobs,
+        } => ClientResult::Assignments {
+            version,
+            in_service,
+            jobs,
+        },
     }
 }
 

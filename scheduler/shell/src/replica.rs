@@ -184,6 +184,8 @@ pub enum Reply {
     Assignments {
         /// Their version.
         version: u64,
+        /// Whether the node is up or drained.
+        in_service: bool,
         /// The jobs placed or running on the node.
         jobs: Vec<Assignment>,
     },
@@ -673,9 +675,15 @@ impl<S: LogStore> Replica<S> {
                     .agents
                     .sync(&self.sm, token, id, known, wait_ms, now_ms)
                 {
-                    self.output
-                        .replies
-                        .push((token, Reply::Assignments { version, jobs }));
+                    let in_service = self.sm.node_in_service(id);
+                    self.output.replies.push((
+                        token,
+                        Reply::Assignments {
+                            version,
+                            in_service,
+                            jobs,
+                        },
+                    ));
                 }
                 Ok(())
             }
@@ -899,10 +907,16 @@ impl<S: LogStore> Replica<S> {
         }
         self.check_spec();
         if self.agents.is_built() {
-            for (token, version, jobs) in self.agents.due(&self.sm, now_ms) {
-                self.output
-                    .replies
-                    .push((token, Reply::Assignments { version, jobs }));
+            for (token, node, version, jobs) in self.agents.due(&self.sm, now_ms) {
+                let in_service = self.sm.node_in_service(node);
+                self.output.replies.push((
+                    token,
+                    Reply::Assignments {
+                        version,
+                        in_service,
+                        jobs,
+                    },
+                ));
             }
         }
         self.maybe_snapshot()?;

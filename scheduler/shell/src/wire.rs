@@ -45,7 +45,7 @@
 //! | `0x05` | `NotLeader`      | `option<(u64 id, str addr)> leader`     |
 //! | `0x06` | `Error`          | `u16 code, str message`                 |
 //! | `0x07` | `Leader`         | `u64 id, str addr`                      |
-//! | `0x08` | `Assignments`    | `u64 version, u32 n, n × assignment`    |
+//! | `0x08` | `Assignments`    | `u64 version, bool in_service, u32 n, n × assignment` |
 //!
 //! An assignment is `u64 job, str name, str tenant, bool running, u64 cpu_milli,
 //! u64 memory_mib, option<u64> time_limit_ms, u32 n, n × str argv, u32 n, n × (str, str) env,
@@ -333,6 +333,9 @@ pub enum ClientResult {
     Assignments {
         /// Changes whenever the list changes (0 is never used).
         version: u64,
+        /// Whether the node is in service (up or drained); when not, its agent registers it
+        /// again.
+        in_service: bool,
         /// The jobs placed or running on the node, by job id.
         jobs: Vec<Assignment>,
     },
@@ -931,9 +934,14 @@ fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
             put_u64(out, *id);
             put_str(out, addr);
         }
-        ClientResult::Assignments { version, jobs } => {
+        ClientResult::Assignments {
+            version,
+            in_service,
+            jobs,
+        } => {
             put_u8(out, 0x08);
             put_u64(out, *version);
+            put_bool(out, *in_service);
             put_count(out, jobs.len());
             for a in jobs {
                 put_assignment(out, a);
@@ -1173,12 +1181,17 @@ impl<'a> Reader<'a> {
             },
             0x08 => {
                 let version = self.u64("version")?;
+                let in_service = self.flag("in_service")?;
                 let n = self.count("assignments")?;
                 let mut jobs = Vec::new();
                 for _ in 0..n {
                     jobs.push(self.assignment()?);
                 }
-                ClientResult::Assignments { version, jobs }
+                ClientResult::Assignments {
+                    version,
+                    in_service,
+                    jobs,
+                }
             }
             tag => {
                 return Err(DecodeError::Tag {
@@ -1461,8 +1474,13 @@ mod tests {
             (any::<u16>(), text())
                 .prop_map(|(code, message)| ClientResult::Error { code, message }),
             (any::<u64>(), text()).prop_map(|(id, addr)| ClientResult::Leader { id, addr }),
-            (any::<u64>(), vec(assignment(), 0..3))
-                .prop_map(|(version, jobs)| ClientResult::Assignments { version, jobs }),
+            (any::<u64>(), any::<bool>(), vec(assignment(), 0..3)).prop_map(
+                |(version, in_service, jobs)| ClientResult::Assignments {
+                    version,
+                    in_service,
+                    jobs,
+                }
+            ),
         ]
     }
 

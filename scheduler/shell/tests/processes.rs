@@ -836,7 +836,7 @@ fn sync(
         wait_ms,
     };
     match cluster.call(agent, op) {
-        Ok(ClientResult::Assignments { version, jobs }) => (version, jobs),
+        Ok(ClientResult::Assignments { version, jobs, .. }) => (version, jobs),
         other => panic!("sync of {node}: {other:?}"),
     }
 }
@@ -918,7 +918,9 @@ fn agents_get_assignments_and_silent_agents_lose_their_node() {
     assert_eq!(cluster.call(&mut agents[at], started), Ok(ClientResult::Ok));
     let (woken, waited) = cluster.runtime.block_on(long_poll).expect("long poll");
     match woken {
-        Ok(ClientResult::Assignments { version: v, jobs }) => {
+        Ok(ClientResult::Assignments {
+            version: v, jobs, ..
+        }) => {
             assert_ne!(v, version);
             assert!(jobs[0].running, "{jobs:?}");
         }

@@ -1,0 +1,263 @@
+//! The networked agent: joins the cluster over mutual-TLS QUIC and keeps the local runner in
+//! step with the node's assignments.
+//!
+//! One event loop. It registers the node, then long-polls the leader for the node's
+//! assignments (each poll is also the heartbeat that keeps the node's lease), starts the
+//! tasks that are new, cancels the tasks that left the list, and reports starts and ends.
+//! Reconciliation is level-triggered: every answer is the whole list, so a lost message or a
+//! scheduler failover costs one poll, never a stray or a missing task. Stopping the agent
+//! leaves its tasks running; the next agent adopts them (see [`super::runner`]).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use sovra_fabric::Take;
+use sovrad::client::ClusterClient;
+use sovrad::tls::{self, Identity};
+use sovrad::wire::{self, ClientOp, ClientResult, JobEnd};
+use tokio::task::JoinHandle;
+
+use crate::core::task::{Assignment, Command, Member, Outcome, Report, Status, TaskId};
+use crate::shell::runner::Runner;
+
+/// How the agent reaches the cluster.
+#[derive(Clone, Debug)]
+pub struct JoinConfig {
+    /// Replica addresses (any of them; the leader is found).
+    pub servers: Vec<SocketAddr>,
+    /// Certificates directory: `ca.pem` and `agent-<node>.pem/.key`.
+    pub certs: PathBuf,
+    /// This node's name in the inventory.
+    pub node: String,
+    /// How long one long poll may wait for a change (well under the lease).
+    pub wait: Duration,
+}
+
+/// What the agent tells the scheduler for a runner report: `None` when the scheduler needs
+/// nothing (it cancelled the task, or it enforces the time limit itself).
+fn report_op(node: &str, report: &Report) -> Option<ClientOp> {
+    let job = report.task.job.0;
+    let node = node.to_string();
+    match &report.status {
+        Status::Running { .. } => Some(ClientOp::JobStarted { node, job }),
+        Status::Finished(f) => {
+            let how = match &f.outcome {
+                Outcome::Completed => JobEnd::Exited(0),
+                Outcome::Failed(exit) => JobEnd::Exited(exit.shell_code()),
+                Outcome::OutOfMemory => JobEnd::OutOfMemory,
+                // The shell's "command not found".
+                Outcome::LaunchFailed(_) => JobEnd::Exited(127),
+                // Lost while the agent was down: report it failed, as SIGKILL would.
+                Outcome::NodeFail(_) => JobEnd::Exited(128 + 9),
+                Outcome::Cancelled | Outcome::TimeLimit => return None,
+            };
+            Some(ClientOp::JobEnded { node, job, how })
+        }
+    }
+}
+
+/// The tasks of `jobs` that run on `node`, as runner assignments.
+fn desired(node: &str, jobs: &[wire::Assignment]) -> Vec<Assignment> {
+    let mut out = Vec::new();
+    for a in jobs {
+        let members: Vec<Member> = a
+            .members
+            .iter()
+            .map(|(name, gpus)| Member {
+                node: name.clone(),
+                take: Take {
+                    cpu_milli: a.cpu_milli,
+                    memory_mib: a.memory_mib,
+                    gpus: *gpus,
+                },
+                topology_addr: None,
+            })
+            .collect();
+        for (rank, (name, _)) in a.members.iter().enumerate() {
+            if name != node {
+                continue;
+            }
+            out.push(Assignment {
+                task: TaskId::new(a.job, rank as u32),
+                name: a.name.clone(),
+                tenant: a.tenant.clone(),
+                time_limit_ms: a.time_limit_ms,
+                members: members.clone(),
+                command: Command {
+                    argv: a.argv.clone(),
+                    env: a.env.clone(),
+                    cwd: (!a.workdir.is_empty()).then(|| a.workdir.clone()),
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Brings the runner to the assignments: starts new tasks, cancels those no longer assigned.
+fn reconcile(runner: &mut Runner, node: &str, jobs: &[wire::Assignment]) {
+    let want = desired(node, jobs);
+    let wanted: BTreeSet<TaskId> = want.iter().map(|a| a.task).collect();
+    for assignment in want {
+        let task = assignment.task;
+        if let crate::core::lifecycle::Assigned::Rejected(why) = runner.assign(assignment) {
+            tracing::warn!(%task, "assignment refused: {why}");
+        }
+    }
+    for info in runner.tasks() {
+        if info.finished.is_none() && !wanted.contains(&info.task) {
+            runner.cancel(info.task);
+        }
+    }
+}
+
+fn client(cfg: &JoinConfig) -> anyhow::Result<ClusterClient> {
+    let name = format!("agent-{}", cfg.node);
+    let identity = Identity::load(&cfg.certs, &name)
+        .with_context(|| format!("loading {}/{name}.pem", cfg.certs.display()))?;
+    let ca = tls::load_ca(&cfg.certs)?;
+    let mut client = ClusterClient::new(cfg.servers.clone(), identity, ca);
+    // A long poll must not time out before the leader answers it.
+    client.attempt_timeout = cfg.wait + Duration::from_secs(3);
+    client.deadline = cfg.wait + Duration::from_secs(10);
+    Ok(client)
+}
+
+async fn register(client: &mut ClusterClient, node: &str) -> anyhow::Result<()> {
+    let op = ClientOp::RegisterNode { node: node.into() };
+    match client.call(op).await {
+        Ok(ClientResult::Ok) => Ok(()),
+        Ok(ClientResult::Error { message, .. }) => anyhow::bail!("registering {node}: {message}"),
+        Ok(other) => anyhow::bail!("registering {node}: unexpected answer {other:?}"),
+        Err(e) => anyhow::bail!("registering {node}: {e}"),
+    }
+}
+
+type Sync = JoinHandle<(ClusterClient, anyhow::Result<ClientResult>)>;
+type Sent = JoinHandle<(ClusterClient, Report, anyhow::Result<ClientResult>)>;
+
+fn spawn_sync(mut client: ClusterClient, node: String, known: u64, wait: Duration) -> Sync {
+    tokio::spawn(async move {
+        let op = ClientOp::AgentSync {
+            node,
+            known,
+            wait_ms: wait.as_millis().min(u128::from(wire::AGENT_WAIT_MS_MAX)) as u32,
+        };
+        let result = client.call(op).await.map_err(anyhow::Error::from);
+        (client, result)
+    })
+}
+
+fn spawn_report(mut client: ClusterClient, op: ClientOp, report: Report) -> Sent {
+    tokio::spawn(async move {
+        let result = client.call(op).await.map_err(anyhow::Error::from);
+        (client, report, result)
+    })
+}
+
+/// Runs the agent until `stop` completes. Tasks keep running after it returns.
+pub async fn serve(
+    cfg: JoinConfig,
+    mut runner: Runner,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut sync_client = client(&cfg)?;
+    let report_client = client(&cfg)?;
+    // The first registration must succeed: a wrong certificate or an unknown node is a
+    // configuration error, said once, not retried forever.
+    register(&mut sync_client, &cfg.node).await?;
+    eprintln!(
+        "sovra-agent: node {} joined ({} GPUs{})",
+        cfg.node,
+        runner.inventory().gpus.len(),
+        if runner.inventory().simulated {
+            ", SIMULATED"
+        } else {
+            ""
+        }
+    );
+    let mut known = 0;
+    let mut sync: Option<Sync> = Some(spawn_sync(sync_client, cfg.node.clone(), 0, cfg.wait));
+    let mut idle_report_client = Some(report_client);
+    let mut sent: Option<Sent> = None;
+    let mut pending: Vec<Report> = runner.unacked_reports();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            joined = async { sync.as_mut().expect("guarded").await }, if sync.is_some() => {
+                let (mut c, result) = joined.context("sync task")?;
+                match result {
+                    Ok(ClientResult::Assignments { version, in_service, jobs }) => {
+                        reconcile(&mut runner, &cfg.node, &jobs);
+                        known = version;
+                        if !in_service {
+                            // Failed while it was cut off (or never up): come back.
+                            if let Err(e) = register(&mut c, &cfg.node).await {
+                                tracing::warn!("{e:#}");
+                            }
+                        }
+                    }
+                    Ok(other) => tracing::warn!("sync: unexpected answer {other:?}"),
+                    Err(e) => {
+                        tracing::warn!("sync: {e:#}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                sync = Some(spawn_sync(c, cfg.node.clone(), known, cfg.wait));
+            }
+            done = async { sent.as_mut().expect("guarded").await }, if sent.is_some() => {
+                sent = None;
+                let (c, report, result) = done.context("report task")?;
+                idle_report_client = Some(c);
+                match result {
+                    // Refusals are final too (an unknown or already finished job): there is
+                    // nothing to retry.
+                    Ok(ClientResult::Ok | ClientResult::Error { .. }) => {
+                        runner.report_acked(report.task);
+                    }
+                    Ok(other) => {
+                        tracing::warn!("report: unexpected answer {other:?}");
+                        pending.push(report);
+                    }
+                    Err(e) => {
+                        tracing::warn!("report of {}: {e:#}", report.task);
+                        pending.push(report);
+                    }
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        runner.poll();
+        while let Some(report) = runner.poll_report() {
+            pending.push(report);
+        }
+        if sent.is_none() {
+            while let Some(report) = (!pending.is_empty()).then(|| pending.remove(0)) {
+                match report_op(&cfg.node, &report) {
+                    None => {
+                        runner.report_acked(report.task);
+                    }
+                    Some(op) => {
+                        let c = idle_report_client.take().expect("no report in flight");
+                        sent = Some(spawn_report(c, op, report));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(task) = sync {
+        task.abort();
+    }
+    if let Some(task) = sent {
+        task.abort();
+    }
+    Ok(())
+}
