@@ -24,37 +24,7 @@ use sovrad::tls::{self, Identity, Role};
 use sovrad::wire::{ClientOp, ClientResult};
 
 /// The demo cluster: Sydney (AU) and Tokyo (JP), two 8-GPU nodes on one leaf each.
-pub const INVENTORY: &str = r#"# The sovra demo cluster: two sites in two jurisdictions.
-version = 1
-
-[[site]]
-name = "syd1"
-jurisdiction = "AU"
-
-[[site.nodes]]
-names = "syd1-n[1-2]"
-cpus = 32
-memory_gb = 256
-gpus = "8xH100"
-nics = "4x400"
-
-[[site]]
-name = "tyo1"
-jurisdiction = "JP"
-
-[[site.nodes]]
-names = "tyo1-n[1-2]"
-cpus = 32
-memory_gb = 256
-gpus = "8xH100"
-nics = "4x400"
-
-[[link]]
-a = "syd1"
-b = "tyo1"
-rtt_ms = 105
-gbit_per_s = 100
-"#;
+pub const INVENTORY: &str = include_str!("../../examples/inventory/demo.toml");
 
 /// The demo's GPU nodes (as the inventory names them).
 const NODES: [&str; 4] = ["syd1-n1", "syd1-n2", "tyo1-n1", "tyo1-n2"];

@@ -127,6 +127,8 @@ enum Command {
         certs: PathBuf,
         #[arg(long)]
         listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 10_000)]
+        agent_lease_ms: u64,
     },
     /// A demo agent with a simulated 8xH100 inventory (started by `sovra demo`).
     #[command(hide = true)]
@@ -308,6 +310,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             data,
             certs,
             listen,
+            agent_lease_ms,
         } => sovrad::node::run(sovrad::node::RunOptions {
             id,
             listen,
@@ -316,7 +319,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             cluster: "demo".into(),
             tick: std::time::Duration::from_millis(50),
             election_ticks: 10,
-            agent_lease_ms: 10_000,
+            agent_lease_ms,
             inventory: None,
         })
         .map(|()| 0)

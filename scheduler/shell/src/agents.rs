@@ -216,6 +216,8 @@ impl Agents {
         (0..topology.nodes().len())
             .map(NodeId::from_idx)
             .filter(|&n| sm.agent_managed(n) && sm.node_in_service(n))
+            // An agent waiting in a long poll is alive.
+            .filter(|n| !self.parked.iter().any(|p| p.node == *n))
             .filter(|n| {
                 self.last_seen
                     .get(n)

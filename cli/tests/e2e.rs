@@ -1,0 +1,409 @@
+//! End to end: real `sovrad` replicas and real agents (this package's `sovra` binary with its
+//! hidden `demo-replica` and `demo-agent` subcommands) on loopback, with simulated GPU
+//! inventories, running real processes.
+//!
+//! Covered: `sovra demo --json`; submit → run → complete with the right environment; cancel
+//! kills the task; a time limit ends it as TIMEOUT; a killed agent's node is failed and its job
+//! requeued and run elsewhere; a leader killed mid-run loses nothing and records the job once.
+//! Memory limits need a cgroup v2 memory controller, which the agent's own tests cover where
+//! one exists (`agent/tests/runner.rs`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sovrad::client::ClusterClient;
+use sovrad::tls::{self, Identity, Role};
+use sovrad::wire::{ClientOp, ClientResult};
+
+const SOVRA: &str = env!("CARGO_BIN_EXE_sovra");
+const NODES: [&str; 4] = ["syd1-n1", "syd1-n2", "tyo1-n1", "tyo1-n2"];
+/// Agents' lease in these tests: short, so a killed agent's node fails quickly.
+const LEASE_MS: u64 = 3000;
+/// The longest any step may take before the test fails.
+const STEP: Duration = Duration::from_secs(30);
+
+fn inventory() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/inventory/demo.toml")
+}
+
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    sockets.iter().map(|s| s.local_addr().unwrap()).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JobLine {
+    name: String,
+    state: String,
+    detail: String,
+}
+
+/// Three replicas and some agents; everything is killed on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    addrs: Vec<SocketAddr>,
+    children: BTreeMap<String, Child>,
+    runtime: tokio::runtime::Runtime,
+    client: ClusterClient,
+}
+
+impl Cluster {
+    fn start(agents: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let certs = dir.path().join("certs");
+        fs::create_dir_all(&certs).unwrap();
+        let ca = tls::create_ca(&certs, "demo").unwrap();
+        for id in 1..=3 {
+            tls::issue(&certs, &ca, &Role::Node { id }, &format!("node-{id}"), &[]).unwrap();
+        }
+        let admin = Role::Client {
+            user: "admin".into(),
+        };
+        tls::issue(&certs, &ca, &admin, "client-admin", &[]).unwrap();
+        for node in NODES {
+            let role = Role::Agent { node: node.into() };
+            tls::issue(&certs, &ca, &role, &format!("agent-{node}"), &[]).unwrap();
+        }
+        let addrs = free_addrs(3);
+        let peers: BTreeMap<u64, String> = (0..3)
+            .map(|i| (i as u64 + 1, addrs[i].to_string()))
+            .collect();
+        for id in 1..=3u64 {
+            let sm = sovrad::node::initial_state(&inventory(), false).unwrap();
+            sovrad::node::init(&dir.path().join(format!("replica-{id}")), &peers, &sm).unwrap();
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let identity = Identity::load(&certs, "client-admin").unwrap();
+        let mut client = ClusterClient::new(addrs.clone(), identity, tls::load_ca(&certs).unwrap());
+        client.deadline = STEP;
+        let mut cluster = Cluster {
+            dir,
+            addrs,
+            children: BTreeMap::new(),
+            runtime,
+            client,
+        };
+        for id in 1..=3 {
+            cluster.start_replica(id);
+        }
+        for node in agents {
+            cluster.start_agent(node);
+        }
+        // Every agent registered (each answers its first sync only after registering).
+        cluster.wait(|c| {
+            let jobs = c.call(ClientOp::Leader);
+            matches!(jobs, Ok(ClientResult::Leader { .. }))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        cluster
+    }
+
+    fn spawn(&mut self, name: &str, args: &[String]) {
+        let log = fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(SOVRA)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("sovra starts");
+        self.children.insert(name.to_string(), child);
+    }
+
+    fn start_replica(&mut self, id: u64) {
+        let args = vec![
+            "demo-replica".to_string(),
+            "--id".into(),
+            id.to_string(),
+            "--data".into(),
+            self.dir
+                .path()
+                .join(format!("replica-{id}"))
+                .display()
+                .to_string(),
+            "--certs".into(),
+            self.dir.path().join("certs").display().to_string(),
+            "--listen".into(),
+            self.addrs[id as usize - 1].to_string(),
+            "--agent-lease-ms".into(),
+            LEASE_MS.to_string(),
+        ];
+        self.spawn(&format!("replica-{id}"), &args);
+    }
+
+    fn start_agent(&mut self, node: &str) {
+        let servers: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        let args = vec![
+            "demo-agent".to_string(),
+            "--node".into(),
+            node.into(),
+            "--server".into(),
+            servers.join(","),
+            "--certs".into(),
+            self.dir.path().join("certs").display().to_string(),
+            "--state-dir".into(),
+            self.state_dir(node).display().to_string(),
+            "--isolation".into(),
+            "session".into(),
+        ];
+        self.spawn(&format!("agent-{node}"), &args);
+    }
+
+    fn state_dir(&self, node: &str) -> PathBuf {
+        self.dir.path().join(format!("agent-{node}"))
+    }
+
+    fn kill9(&mut self, name: &str) {
+        let mut child = self.children.remove(name).expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn call(&mut self, op: ClientOp) -> Result<ClientResult, String> {
+        self.runtime
+            .block_on(self.client.call(op))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Polls `done` until it holds, or fails after [`STEP`].
+    fn wait(&mut self, mut done: impl FnMut(&mut Cluster) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < STEP,
+                "timed out; logs in {:?}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in self.children.keys() {
+            let text =
+                fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default();
+            out.push_str(&format!("--- {name}\n{text}"));
+        }
+        out
+    }
+
+    /// Submits; returns the job id and its placement text.
+    fn submit(&mut self, toml: &str) -> (u64, String) {
+        let op = ClientOp::Submit {
+            job_toml: toml.to_string(),
+            wait_placed: true,
+        };
+        match self.call(op) {
+            Ok(ClientResult::Submitted {
+                job,
+                placed: Some(p),
+            }) if !p.starts_with("pending") => (job, p),
+            other => panic!("submit: {other:?}"),
+        }
+    }
+
+    fn jobs(&mut self) -> BTreeMap<u64, JobLine> {
+        let text = match self.call(ClientOp::Jobs) {
+            Ok(ClientResult::Jobs { text }) => text,
+            other => panic!("jobs: {other:?}"),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let mut f = l.splitn(5, ' ');
+                let id = f.next().unwrap().parse().unwrap();
+                let name = f.next().unwrap_or_default().to_string();
+                let _tenant = f.next();
+                let state = f.next().unwrap_or_default().to_string();
+                let detail = f.next().unwrap_or_default().to_string();
+                (
+                    id,
+                    JobLine {
+                        name,
+                        state,
+                        detail,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn wait_state(&mut self, job: u64, state: &str) -> JobLine {
+        let mut last = None;
+        self.wait(|c| {
+            let line = c.jobs().remove(&job);
+            let done = line.as_ref().is_some_and(|l| l.state == state);
+            last = line;
+            done
+        });
+        last.unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn job(name: &str, jurisdictions: &str, gpus: u32, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\ntenant = \"t\"\njurisdictions = [{jurisdictions}]\ncpus = 1\n\
+         memory_gb = 1\n{extra}\n[batch]\ngpus = {gpus}\n"
+    )
+}
+
+fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn demo_runs_and_summarises_in_one_json_line() {
+    let out = Command::new(SOVRA)
+        .args(["demo", "--json"])
+        .output()
+        .expect("sovra demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let last = stdout.lines().last().expect("a summary line");
+    assert!(last.starts_with("{\"demo\":\"ok\""), "{last}");
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["jobs_submitted"], 3);
+    assert_eq!(v["jobs_completed"], 3);
+    assert_eq!(v["stopped_cleanly"], true);
+    let placements = v["placements"].as_array().unwrap();
+    let jp = placements
+        .iter()
+        .find(|p| p["name"] == "jp-finetune")
+        .unwrap();
+    assert_eq!(jp["jurisdiction"], "JP", "{last}");
+    for node in jp["nodes"].as_array().unwrap() {
+        assert!(node.as_str().unwrap().starts_with("tyo1-"), "{last}");
+    }
+}
+
+/// Submit → run → complete, with the environment a task expects; then cancel, and a time limit.
+#[test]
+fn jobs_run_with_their_environment_and_end_by_cancel_or_time_limit() {
+    let mut c = Cluster::start(&["tyo1-n1"]);
+    let out = c.dir.path().join("env.txt");
+    let extra = format!(
+        "command = [\"sh\", \"-c\", \"env > {}\"]\n[env]\nMY_VAR = \"mine\"",
+        out.display()
+    );
+    let (id, placed) = c.submit(&job("envjob", "\"JP\"", 2, &extra));
+    assert_eq!(placed, "tyo1-n1{0,1}");
+    c.wait_state(id, "CD");
+    let env: BTreeMap<String, String> = fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let gpus = &env["CUDA_VISIBLE_DEVICES"];
+    assert_eq!(gpus.split(',').count(), 2, "{env:?}");
+    assert!(gpus.starts_with("GPU-"), "{env:?}");
+    assert_eq!(env["NVIDIA_VISIBLE_DEVICES"], *gpus);
+    assert_eq!(env["CUDA_DEVICE_ORDER"], "PCI_BUS_ID");
+    assert_eq!(env["SOVRA_RANK"], "0");
+    assert_eq!(env["SOVRA_WORLD_SIZE"], "1");
+    assert_eq!(env["SLURM_JOB_ID"], id.to_string());
+    assert_eq!(env["MY_VAR"], "mine");
+    // The task's NCCL topology (removed with the task's state once it is reported).
+    assert!(env["NCCL_TOPO_FILE"].ends_with(".xml"), "{env:?}");
+    assert_eq!(env["SLURM_JOB_NODELIST"], "tyo1-n1");
+    assert_eq!(env["SOVRA_SIMULATED_GPUS"], "1");
+
+    // Cancel: the task (and its process tree) is killed.
+    let pidfile = c.dir.path().join("pid");
+    let extra = format!(
+        "command = [\"sh\", \"-c\", \"echo $$ > {}; exec sleep 60\"]",
+        pidfile.display()
+    );
+    let (id, _) = c.submit(&job("cancelme", "\"JP\"", 1, &extra));
+    c.wait_state(id, "R");
+    c.wait(|_| pidfile.exists() && !fs::read_to_string(&pidfile).unwrap().is_empty());
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid_alive(pid));
+    assert_eq!(c.call(ClientOp::Cancel { job: id }), Ok(ClientResult::Ok));
+    c.wait(|_| !pid_alive(pid));
+    assert_eq!(c.jobs()[&id].state, "CA");
+
+    // Time limit: ends as TIMEOUT, and the process is gone.
+    let extra = format!(
+        "time_limit = \"0:02\"\ncommand = [\"sh\", \"-c\", \"echo $$ > {}; exec sleep 60\"]",
+        pidfile.display()
+    );
+    fs::remove_file(&pidfile).unwrap();
+    let (id, _) = c.submit(&job("slow", "\"JP\"", 1, &extra));
+    c.wait_state(id, "TO");
+    c.wait(|_| pidfile.exists() && !fs::read_to_string(&pidfile).unwrap().is_empty());
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    c.wait(|_| !pid_alive(pid));
+}
+
+/// An agent killed with SIGKILL: its node is failed after the lease, its job requeued and run
+/// to completion on the other node. A leader killed mid-run: the job still completes and is
+/// recorded once.
+#[test]
+fn killed_agents_and_leaders_lose_no_job() {
+    let mut c = Cluster::start(&["syd1-n1", "syd1-n2"]);
+    let (id, placed) = c.submit(&job("survivor", "\"AU\"", 8, "command = \"sleep 3\""));
+    let first = placed.split('{').next().unwrap().to_string();
+    c.wait_state(id, "R");
+    c.kill9(&format!("agent-{first}"));
+    // The node fails after the lease; the job is requeued onto the other node and runs there.
+    let done = c.wait_state(id, "CD");
+    assert_eq!(done.name, "survivor");
+    let restarts_elsewhere = c.jobs()[&id].clone();
+    assert_eq!(restarts_elsewhere.state, "CD");
+
+    // Leader killed while a job runs.
+    let leader = match c.call(ClientOp::Leader) {
+        Ok(ClientResult::Leader { id, .. }) => id,
+        other => panic!("leader: {other:?}"),
+    };
+    let (id, _) = c.submit(&job(
+        "through-failover",
+        "\"AU\"",
+        1,
+        "command = \"sleep 2\"",
+    ));
+    c.wait_state(id, "R");
+    c.kill9(&format!("replica-{leader}"));
+    c.wait_state(id, "CD");
+    let named: Vec<u64> = c
+        .jobs()
+        .iter()
+        .filter(|(_, l)| l.name == "through-failover")
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(named, [id], "recorded once");
+}
