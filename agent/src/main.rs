@@ -49,7 +49,11 @@ enum Cmd {
         #[arg(long)]
         certs: PathBuf,
         /// Longest wait of one poll for new assignments, in milliseconds.
-        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=10_000))]
+        #[arg(
+            long,
+            default_value_t = 2000,
+            value_parser = clap::value_parser!(u64).range(100..=10_000)
+        )]
         poll_ms: u64,
         #[command(flatten)]
         runner: RunnerArgs,
