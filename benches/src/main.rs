@@ -11,6 +11,7 @@
 //! 2 bad usage (from clap).
 
 mod cluster;
+mod e2e;
 mod machine;
 mod placement;
 mod raft;
@@ -48,6 +49,27 @@ enum Command {
     Raft(RaftArgs),
     /// The simulator: event-core throughput, one OpenB evaluation run (fgd and default).
     Sim(SimArgs),
+    /// The demo cluster (3 replicas, 4 agents, real processes): submit-to-running latency.
+    E2e(E2eArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct E2eArgs {
+    /// One JSON object per result on stdout, nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Jobs to time (one after another).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    jobs: u32,
+    /// The `sovra` binary [default: next to this one].
+    #[arg(long)]
+    sovra: Option<PathBuf>,
+    /// Where the cluster's files go [default: a new temp dir, removed afterwards].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the directory.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -180,6 +202,7 @@ fn main() -> ExitCode {
         Command::Placement(args) => run_placement(&args),
         Command::Raft(args) => run_raft(&args),
         Command::Sim(args) => run_sim(&args),
+        Command::E2e(args) => run_e2e(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -325,6 +348,74 @@ fn sovrad_next_to_me() -> anyhow::Result<PathBuf> {
         me.display()
     );
     Ok(sovrad)
+}
+
+fn run_e2e(args: &E2eArgs) -> anyhow::Result<()> {
+    let sovra = match &args.sovra {
+        Some(path) => path.clone(),
+        None => {
+            let me = std::env::current_exe().context("cannot find this executable")?;
+            let sovra = me.with_file_name(format!("sovra{}", std::env::consts::EXE_SUFFIX));
+            anyhow::ensure!(
+                sovra.is_file(),
+                "no sovra next to {}: build both with `cargo build --release -p sovra-cli -p \
+                 sovra-bench`, or pass --sovra",
+                me.display()
+            );
+            sovra
+        }
+    };
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sovra-bench-e2e-{}", std::process::id()))
+    });
+    anyhow::ensure!(
+        !dir.exists(),
+        "{} exists; pass a --dir that does not",
+        dir.display()
+    );
+    let cfg = e2e::Config {
+        sovra,
+        inventory: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/inventory/demo.toml"),
+        dir: dir.clone(),
+        jobs: args.jobs as usize,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(e2e::run(&cfg));
+    if args.keep {
+        eprintln!("sovra-bench: files and logs kept in {}", dir.display());
+    } else if dir.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let mut r = result?;
+    let s = stats::summarize(&mut r.samples_ns);
+    let us = |ns: u64| (ns as f64 / 100.0).round() / 10.0;
+    let line = json_object(&[
+        ("bench", "e2e".into()),
+        ("case", "submit_to_running".into()),
+        ("replicas", 3u64.into()),
+        ("agents", 4u64.into()),
+        ("jobs", (r.samples_ns.len() as u64).into()),
+        ("p50_us", us(s.p50_ns).into()),
+        ("p99_us", us(s.p99_ns).into()),
+        ("max_us", us(s.max_ns).into()),
+        ("mean_us", ((s.mean_ns / 100.0).round() / 10.0).into()),
+        ("isolation", "session".into()),
+        ("machine", machine::describe().into()),
+    ]);
+    println!("{line}");
+    if !args.json {
+        eprintln!(
+            "sovra-bench: submit to running over {} jobs: p50 {:.1} ms, p99 {:.1} ms",
+            r.samples_ns.len(),
+            s.p50_ns as f64 / 1e6,
+            s.p99_ns as f64 / 1e6
+        );
+    }
+    Ok(())
 }
 
 fn run_raft(args: &RaftArgs) -> anyhow::Result<()> {

@@ -24,6 +24,9 @@ use tokio::task::JoinHandle;
 use crate::core::task::{Assignment, Command, Member, Outcome, Report, Status, TaskId};
 use crate::shell::runner::Runner;
 
+/// How often the runner is polled while a task is starting.
+const STARTING_POLL: Duration = Duration::from_millis(2);
+
 /// How the agent reaches the cluster.
 #[derive(Clone, Debug)]
 pub struct JoinConfig {
@@ -185,8 +188,7 @@ pub async fn serve(
     let mut idle_report_client = Some(report_client);
     let mut sent: Option<Sent> = None;
     let mut pending: Vec<Report> = runner.unacked_reports();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut delay = runner.poll_delay();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -232,9 +234,20 @@ pub async fn serve(
                     }
                 }
             }
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(delay) => {}
         }
         runner.poll();
+        // A task being started is checked often, so its start is reported at once; otherwise
+        // the runner says when it next needs a look.
+        let starting = runner
+            .tasks()
+            .iter()
+            .any(|t| t.phase == crate::core::lifecycle::Phase::Preparing);
+        delay = if starting {
+            STARTING_POLL
+        } else {
+            runner.poll_delay()
+        };
         while let Some(report) = runner.poll_report() {
             pending.push(report);
         }
