@@ -65,6 +65,7 @@ command = "echo rank $SOVRA_RANK of $SOVRA_WORLD_SIZE, master $SOVRA_MASTER_ADDR
 members = 2
 gpus_per_member = 8
 topology = "leaf"
+affinity = "required"
 "#,
     },
     DemoJob {

@@ -71,7 +71,11 @@ enum Command {
         conn: remote::Conn,
     },
     /// List jobs (a linearizable read from the leader).
+    #[command(alias = "list")]
     Jobs {
+        /// One JSON object per job.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: remote::Conn,
     },
@@ -79,6 +83,27 @@ enum Command {
     Status {
         /// Job id.
         job: u64,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
+    /// Why a job runs where it runs, or why it waits.
+    Explain {
+        /// Job id.
+        job: u64,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
+    /// List GPU nodes: state, agent, free GPUs.
+    Nodes {
+        /// One JSON object per node.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: remote::Conn,
     },
@@ -203,6 +228,12 @@ fn runtime(error: anyhow::Error) -> Failure {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`sovra jobs | head`), as Unix tools do, instead of
+    // panicking in println!.
+    // SAFETY: setting a signal's disposition to the default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -274,7 +305,11 @@ fn load_topology(path: &Path) -> Result<Topology, Failure> {
 
 fn run(cli: Cli) -> Result<u8, Failure> {
     use remote::{ClusterCommand, NodeCommand};
-    use sovrad::wire::ClientOp;
+    use sovrad::wire::{ClientOp, ClientResult};
+    let cli_command_name = match &cli.command {
+        Command::Explain { .. } => "explain",
+        _ => "",
+    };
     match cli.command {
         Command::Submit { job, wait, conn } => {
             let text = read(&job)?;
@@ -288,8 +323,34 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 },
             )
         }
-        Command::Jobs { conn } => remote::call(&conn, ClientOp::Jobs),
-        Command::Status { job, conn } => remote::call(&conn, ClientOp::Status { job }),
+        Command::Jobs { json, conn } => match remote::query(&conn, ClientOp::JobList)? {
+            ClientResult::JobList { jobs } => {
+                remote::print_jobs(&jobs, json);
+                Ok(0)
+            }
+            other => Err(runtime(anyhow::anyhow!("unexpected answer {other:?}"))),
+        },
+        Command::Status { job, json, conn } | Command::Explain { job, json, conn } => {
+            let explain = matches!(cli_command_name, "explain");
+            match remote::query(&conn, ClientOp::JobInfo { job })? {
+                ClientResult::JobList { jobs } if jobs.len() == 1 => {
+                    if explain {
+                        remote::print_explain(&jobs[0], json);
+                    } else {
+                        remote::print_jobs(&jobs, json);
+                    }
+                    Ok(0)
+                }
+                other => Err(runtime(anyhow::anyhow!("unexpected answer {other:?}"))),
+            }
+        }
+        Command::Nodes { json, conn } => match remote::query(&conn, ClientOp::NodeList)? {
+            ClientResult::NodeList { nodes } => {
+                remote::print_nodes(&nodes, json);
+                Ok(0)
+            }
+            other => Err(runtime(anyhow::anyhow!("unexpected answer {other:?}"))),
+        },
         Command::Cancel { job, conn } => remote::call(&conn, ClientOp::Cancel { job }),
         Command::Cluster { command, conn } => {
             let op = match command {

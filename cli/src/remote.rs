@@ -91,6 +91,188 @@ fn client(conn: &Conn) -> Result<ClusterClient, Failure> {
     Ok(ClusterClient::new(conn.server.clone(), identity, ca))
 }
 
+/// Runs one operation and returns its answer; refusals and failures are errors.
+pub fn query(conn: &Conn, op: ClientOp) -> Result<ClientResult, Failure> {
+    let mut client = client(conn)?;
+    let runtime_ = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime(anyhow!("cannot start the async runtime: {e}")))?;
+    match runtime_.block_on(client.call(op)) {
+        Ok(ClientResult::NotLeader { .. }) => Err(runtime(anyhow!("no leader"))),
+        Ok(ClientResult::Error { code, message }) if code >= 100 => Err(Failure {
+            code: EXIT_INVALID,
+            error: anyhow!("{message}"),
+        }),
+        Ok(ClientResult::Error { message, .. }) => Err(runtime(anyhow!("{message}"))),
+        Ok(other) => Ok(other),
+        Err(e) => Err(runtime(anyhow!("{e}"))),
+    }
+}
+
+/// `1d 2:03:04`-style elapsed time, as squeue prints it.
+fn elapsed(ms: u64) -> String {
+    let s = ms / 1000;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h) {
+        (0, 0) => format!("{m}:{s:02}"),
+        (0, _) => format!("{h}:{m:02}:{s:02}"),
+        _ => format!("{d}-{h:02}:{m:02}:{s:02}"),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn members_text(j: &sovrad::wire::JobInfo) -> String {
+    j.members
+        .iter()
+        .map(|(node, _, _, gpus)| match gpus {
+            sovra_fabric::GpuTake::None => node.clone(),
+            g => format!("{node}{{{g}}}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn job_json(j: &sovrad::wire::JobInfo) -> serde_json::Value {
+    let members: Vec<serde_json::Value> = j
+        .members
+        .iter()
+        .map(|(node, site, jurisdiction, gpus)| {
+            serde_json::json!({"node": node, "site": site, "jurisdiction": jurisdiction,
+                "gpus": gpus.to_string()})
+        })
+        .collect();
+    serde_json::json!({
+        "job": j.id, "name": j.name, "tenant": j.tenant, "state": j.state,
+        "priority": j.priority, "jurisdictions": j.jurisdictions, "request": j.request,
+        "time_limit_ms": j.time_limit_ms, "submit_ms": j.submit_ms, "start_ms": j.start_ms,
+        "end_ms": j.end_ms, "exit_code": j.exit_code, "restarts": j.restarts,
+        "members": members, "reason": j.reason,
+    })
+}
+
+/// `sovra jobs` / `sovra status`: a squeue-like table, or one JSON object per job.
+pub fn print_jobs(jobs: &[sovrad::wire::JobInfo], json: bool) {
+    if json {
+        for j in jobs {
+            println!("{}", job_json(j));
+        }
+        return;
+    }
+    println!(
+        "{:>8} {:<16} {:<10} {:>3} {:>10}  NODES(REASON)",
+        "JOBID", "NAME", "TENANT", "ST", "TIME"
+    );
+    let now = now_ms();
+    for j in jobs {
+        let time = match (j.start_ms, j.end_ms) {
+            (Some(s), Some(e)) => elapsed(e.saturating_sub(s)),
+            (Some(s), None) => elapsed(now.saturating_sub(s)),
+            _ => "0:00".into(),
+        };
+        let detail = match &j.reason {
+            Some(r) if j.members.is_empty() => format!("({r})"),
+            _ => members_text(j),
+        };
+        println!(
+            "{:>8} {:<16} {:<10} {:>3} {:>10}  {detail}",
+            j.id, j.name, j.tenant, j.state, time
+        );
+    }
+}
+
+/// `sovra explain`: what the job asks for, where it runs and why, or why it waits.
+pub fn print_explain(j: &sovrad::wire::JobInfo, json: bool) {
+    let sites: std::collections::BTreeSet<(&str, &str)> = j
+        .members
+        .iter()
+        .map(|(_, site, jurisdiction, _)| (site.as_str(), jurisdiction.as_str()))
+        .collect();
+    let ended = !matches!(j.state.as_str(), "PD" | "CF" | "R");
+    let why = if j.members.is_empty() {
+        match (&j.reason, ended) {
+            (_, true) => format!(
+                "ended ({}); where it ran is not kept after a job ends",
+                j.state
+            ),
+            (Some(r), false) => format!("waits: {r}"),
+            (None, false) => "not scheduled yet".to_string(),
+        }
+    } else {
+        let inside = sites
+            .iter()
+            .all(|(_, code)| j.jurisdictions.iter().any(|a| a == code));
+        format!(
+            "placed in {} — inside the allowed jurisdictions: {}",
+            sites
+                .iter()
+                .map(|(s, c)| format!("{s} ({c})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if inside { "yes" } else { "NO" }
+        )
+    };
+    if json {
+        let mut v = job_json(j);
+        v["why"] = serde_json::Value::from(why);
+        println!("{v}");
+        return;
+    }
+    println!("job {} {} (tenant {}): {}", j.id, j.name, j.tenant, j.state);
+    println!(
+        "  asks for: {}, allowed in {}",
+        j.request,
+        j.jurisdictions.join(", ")
+    );
+    for (rank, (node, site, jurisdiction, gpus)) in j.members.iter().enumerate() {
+        println!("  rank {rank}: {node} GPUs {gpus} (site {site}, {jurisdiction})");
+    }
+    println!("  {why}");
+    if j.restarts > 0 {
+        println!("  requeued {} time(s) after node failures", j.restarts);
+    }
+}
+
+/// `sovra nodes`: one line per node, or one JSON object per node.
+pub fn print_nodes(nodes: &[sovrad::wire::NodeInfo], json: bool) {
+    if json {
+        for n in nodes {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "node": n.name, "site": n.site, "jurisdiction": n.jurisdiction,
+                    "state": n.state, "agent": n.agent, "model": n.model, "gpus": n.gpus,
+                    "gpus_free": n.gpus_whole_free, "cpu_free_milli": n.cpu_free_milli,
+                    "memory_free_mib": n.memory_free_mib,
+                })
+            );
+        }
+        return;
+    }
+    println!(
+        "{:<16} {:<8} {:<4} {:<8} {:<6} {:<10} {:>9}",
+        "NODE", "SITE", "JUR", "STATE", "AGENT", "MODEL", "GPUS FREE"
+    );
+    for n in nodes {
+        println!(
+            "{:<16} {:<8} {:<4} {:<8} {:<6} {:<10} {:>4}/{:<4}",
+            n.name,
+            n.site,
+            n.jurisdiction,
+            n.state,
+            if n.agent { "yes" } else { "no" },
+            n.model,
+            n.gpus_whole_free,
+            n.gpus
+        );
+    }
+}
+
 /// Runs one operation and prints the result. Returns the exit code.
 pub fn call(conn: &Conn, op: ClientOp) -> Result<u8, Failure> {
     let mut client = client(conn)?;
@@ -100,6 +282,14 @@ pub fn call(conn: &Conn, op: ClientOp) -> Result<u8, Failure> {
         .map_err(|e| runtime(anyhow!("cannot start the async runtime: {e}")))?;
     let result = runtime_.block_on(client.call(op));
     match result {
+        Ok(ClientResult::JobList { jobs }) => {
+            print_jobs(&jobs, false);
+            Ok(0)
+        }
+        Ok(ClientResult::NodeList { nodes }) => {
+            print_nodes(&nodes, false);
+            Ok(0)
+        }
         Ok(ClientResult::Submitted { job, placed }) => {
             match placed {
                 Some(p) => println!("job {job}: {p}"),

@@ -333,6 +333,36 @@ fn jobs_run_with_their_environment_and_end_by_cancel_or_time_limit() {
     assert_eq!(env["SLURM_JOB_NODELIST"], "tyo1-n1");
     assert_eq!(env["SOVRA_SIMULATED_GPUS"], "1");
 
+    // The read commands, as a user runs them.
+    let servers: Vec<String> = c.addrs.iter().map(|a| a.to_string()).collect();
+    let certs = c.dir.path().join("certs");
+    let cli = |args: &[&str]| {
+        let out = Command::new(SOVRA)
+            .args(args)
+            .env("SOVRA_SERVER", servers.join(","))
+            .env("SOVRA_CERTS", &certs)
+            .output()
+            .expect("sovra runs");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed: serde_json::Value =
+        serde_json::from_str(cli(&["jobs", "--json"]).trim()).expect("one JSON job");
+    assert_eq!(listed["job"], id);
+    assert_eq!(listed["state"], "CD");
+    assert_eq!(listed["exit_code"], 0);
+    let nodes: Vec<serde_json::Value> = cli(&["nodes", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 4);
+    let n1 = nodes.iter().find(|n| n["node"] == "tyo1-n1").unwrap();
+    assert_eq!(
+        (n1["state"].as_str(), n1["agent"].as_bool()),
+        (Some("up"), Some(true))
+    );
+    assert_eq!(n1["gpus_free"], 8);
+
     // Cancel: the task (and its process tree) is killed.
     let pidfile = c.dir.path().join("pid");
     let extra = format!(
@@ -341,6 +371,11 @@ fn jobs_run_with_their_environment_and_end_by_cancel_or_time_limit() {
     );
     let (id, _) = c.submit(&job("cancelme", "\"JP\"", 1, &extra));
     c.wait_state(id, "R");
+    let explained = cli(&["explain", &id.to_string()]);
+    assert!(
+        explained.contains("rank 0: tyo1-n1") && explained.contains("allowed jurisdictions: yes"),
+        "{explained}"
+    );
     c.wait(|_| pidfile.exists() && !fs::read_to_string(&pidfile).unwrap().is_empty());
     let pid: i32 = fs::read_to_string(&pidfile)
         .unwrap()

@@ -194,6 +194,9 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
         }
         ClientOp::RemoveNode { id } => Op::RemoveNode { id: *id },
         ClientOp::Leader => Op::Leader,
+        ClientOp::JobList => Op::JobList,
+        ClientOp::JobInfo { job } => Op::JobInfo { job: JobId(*job) },
+        ClientOp::NodeList => Op::NodeList,
         ClientOp::AgentSync {
             node,
             known,
@@ -234,6 +237,8 @@ fn to_result(reply: Reply) -> ClientResult {
         Reply::Jobs(text) => ClientResult::Jobs { text },
         Reply::NotLeader { leader } => ClientResult::NotLeader { leader },
         Reply::Leader { id, addr } => ClientResult::Leader { id, addr },
+        Reply::JobList(jobs) => ClientResult::JobList { jobs },
+        Reply::NodeList(nodes) => ClientResult::NodeList { nodes },
         Reply::Assignments {
             version,
             in_service,

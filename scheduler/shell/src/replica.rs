@@ -34,7 +34,7 @@ use sovra_scheduler::core::state::{
 
 use crate::agents::Agents;
 use crate::storage::{GroupId, LogStore, StoreError};
-use crate::wire::{Assignment, JobEnd};
+use crate::wire::{Assignment, JobEnd, JobInfo, NodeInfo};
 
 /// Version byte of log records and snapshot envelopes.
 const RECORD_VERSION: u8 = 1;
@@ -121,6 +121,15 @@ pub enum Op {
     },
     /// Who leads.
     Leader,
+    /// Every job, structured (linearizable).
+    JobList,
+    /// One job, structured (linearizable).
+    JobInfo {
+        /// Job.
+        job: JobId,
+    },
+    /// Every node, structured (linearizable).
+    NodeList,
     /// An agent's heartbeat and long poll for its node's assignments.
     AgentSync {
         /// The node.
@@ -180,6 +189,10 @@ pub enum Reply {
         /// Address.
         addr: String,
     },
+    /// Jobs, structured.
+    JobList(Vec<JobInfo>),
+    /// Nodes, structured.
+    NodeList(Vec<NodeInfo>),
     /// A node's assignments.
     Assignments {
         /// Their version.
@@ -240,6 +253,9 @@ enum Waiting {
 enum ReadOp {
     Status(JobId),
     Jobs,
+    JobList,
+    JobInfo(JobId),
+    NodeList,
 }
 
 /// One Raft group's replica. See the module docs.
@@ -375,6 +391,107 @@ pub fn render_job(sm: &StateMachine, r: &JobRecord) -> String {
     )
     .trim_end()
     .to_string()
+}
+
+/// What one member of a job asks for, in words.
+fn render_request(spec: &JobSpec) -> String {
+    use sovra_scheduler::core::job::{GpuRequest, Workload};
+    let gpus = |g: &GpuRequest| match g {
+        GpuRequest::None => "no GPU".to_string(),
+        GpuRequest::Whole(1) => "1 GPU".to_string(),
+        GpuRequest::Whole(n) => format!("{n} GPUs"),
+        GpuRequest::Milli(m) => format!("{m}m of a GPU"),
+        GpuRequest::Mig(p) => format!("MIG {p}"),
+    };
+    match &spec.workload {
+        Workload::Batch { gpus: g } => format!("batch, {}", gpus(g)),
+        Workload::Gang(g) => {
+            let level = g
+                .topology
+                .level
+                .map_or("anywhere".to_string(), |l| format!("in one {}", l.name()));
+            format!(
+                "gang of {} x {} GPUs {level} ({:?})",
+                g.members, g.gpus_per_member, g.topology.affinity
+            )
+        }
+        Workload::Inference(s) => format!("service of {} x {}", s.replicas, gpus(&s.gpus)),
+    }
+}
+
+/// A job, structured.
+pub fn job_info(sm: &StateMachine, r: &JobRecord) -> JobInfo {
+    let topology = sm.topology();
+    let members = r
+        .plan
+        .as_ref()
+        .map(|plan| {
+            plan.members
+                .iter()
+                .map(|m| {
+                    let node = topology.node(m.node);
+                    let site = topology.site(node.site);
+                    (
+                        node.name.clone(),
+                        site.name.clone(),
+                        topology.site_jurisdiction(node.site).to_string(),
+                        m.take.gpus,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    JobInfo {
+        id: r.id.0,
+        name: r.spec.name.clone(),
+        tenant: r.spec.tenant.clone(),
+        state: r.state.code().to_string(),
+        priority: r.spec.priority,
+        jurisdictions: r.spec.jurisdictions.iter().map(|j| j.to_string()).collect(),
+        request: render_request(&r.spec),
+        time_limit_ms: r.spec.time_limit_ms,
+        submit_ms: r.submit_ms,
+        start_ms: r.start_ms,
+        end_ms: r.end_ms,
+        exit_code: r.exit_code,
+        restarts: r.restarts,
+        members,
+        reason: r.reason.as_ref().map(render_reason),
+    }
+}
+
+/// Every node, structured, in inventory order.
+pub fn node_infos(sm: &StateMachine) -> Vec<NodeInfo> {
+    use sovra_scheduler::core::state::NodeState;
+    let topology = sm.topology();
+    (0..topology.nodes().len())
+        .map(|i| {
+            let id = sovra_fabric::NodeId::from_idx(i);
+            let node = topology.node(id);
+            let free = sm.ledger().node(id);
+            NodeInfo {
+                name: node.name.clone(),
+                site: topology.site(node.site).name.clone(),
+                jurisdiction: topology.site_jurisdiction(node.site).to_string(),
+                state: match sm.node_state(id) {
+                    NodeState::Unknown => "unknown",
+                    NodeState::Up => "up",
+                    NodeState::Drained => "drained",
+                    NodeState::Down => "down",
+                }
+                .to_string(),
+                agent: sm.agent_managed(id),
+                model: node
+                    .model
+                    .map(|m| topology.model(m).name.clone())
+                    .unwrap_or_default(),
+                gpus: node.gpus.len() as u32,
+                gpus_whole_free: free.whole_free(),
+                cpu_free_milli: free.cpu_milli,
+                memory_free_mib: free.memory_mib,
+            }
+        })
+        .collect()
 }
 
 fn render_reason(why: &Unschedulable) -> String {
@@ -627,6 +744,18 @@ impl<S: LogStore> Replica<S> {
             }
             Op::Jobs => {
                 self.read(token, ReadOp::Jobs);
+                Ok(())
+            }
+            Op::JobList => {
+                self.read(token, ReadOp::JobList);
+                Ok(())
+            }
+            Op::JobInfo { job } => {
+                self.read(token, ReadOp::JobInfo(job));
+                Ok(())
+            }
+            Op::NodeList => {
+                self.read(token, ReadOp::NodeList);
                 Ok(())
             }
             Op::AddNode { id, addr } => {
@@ -1325,6 +1454,14 @@ impl<S: LogStore> Replica<S> {
                         self.sm.jobs().map(|r| render_job(&self.sm, r)).collect();
                     Reply::Jobs(lines.join("\n"))
                 }
+                ReadOp::JobList => {
+                    Reply::JobList(self.sm.jobs().map(|r| job_info(&self.sm, r)).collect())
+                }
+                ReadOp::JobInfo(job) => match self.sm.job(job) {
+                    Some(r) => Reply::JobList(vec![job_info(&self.sm, r)]),
+                    None => Reply::Rejected(format!("unknown job {job}")),
+                },
+                ReadOp::NodeList => Reply::NodeList(node_infos(&self.sm)),
             };
             self.output.replies.push((token, reply));
         }

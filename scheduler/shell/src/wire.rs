@@ -34,7 +34,10 @@
 //! | `0x0b` | `Leader`       |                                  |
 //! | `0x0c` | `AgentSync`    | `str node, u64 known, u32 wait_ms` |
 //! | `0x0d` | `JobStarted`   | `str node, u64 job`              |
-//! | `0x0e` | `JobEnded`     | `str node, u64 job, u8 how, i32 code` |
+//! | `0x0e` | `JobEnded`     | `str node, u64 job, u8 how [, i32 code]` |
+//! | `0x0f` | `JobList`      |                                  |
+//! | `0x10` | `JobInfo`      | `u64 job`                        |
+//! | `0x11` | `NodeList`     |                                  |
 //!
 //! | result | [`ClientResult`] | fields                                  |
 //! |--------|------------------|-----------------------------------------|
@@ -46,13 +49,22 @@
 //! | `0x06` | `Error`          | `u16 code, str message`                 |
 //! | `0x07` | `Leader`         | `u64 id, str addr`                      |
 //! | `0x08` | `Assignments`    | `u64 version, bool in_service, u32 n, n × assignment` |
+//! | `0x09` | `JobList`        | `u32 n, n × job info`                   |
+//! | `0x0a` | `NodeList`       | `u32 n, n × node info`                  |
 //!
 //! An assignment is `u64 job, str name, str tenant, bool running, u64 cpu_milli,
 //! u64 memory_mib, option<u64> time_limit_ms, u32 n, n × str argv, u32 n, n × (str, str) env,
 //! str workdir, u32 n, n × (str node, gpu take)` (members in rank order); a gpu take is a tag
 //! byte: `0` none, `1 u32 mask` whole GPUs, `2 u8 local, u16 milli` a share, `3 u8 local,
-//! u8 compute, u8 memory` a MIG instance. `how` in `JobEnded` is `0` exited (with `code`),
-//! `1` out of memory.
+//! u8 compute, u8 memory` a MIG instance. `how` in `JobEnded` is `0` exited (followed by
+//! the `i32` code), or `1` out of memory (nothing follows).
+//!
+//! A job info is `u64 id, str name, str tenant, str state, u32 priority, u32 n, n × str
+//! jurisdiction, str request, option<u64> time_limit_ms, u64 submit_ms, option<u64> start_ms,
+//! option<u64> end_ms, option<u32> exit_code (two's complement), u32 restarts, u32 n, n ×
+//! (str node, str site, str jurisdiction, gpu take), option<str> reason`. A node info is `str
+//! name, str site, str jurisdiction, str state, bool agent, str model, u32 gpus, u32
+//! gpus_whole_free, u64 cpu_free_milli, u64 memory_free_mib`.
 //!
 //! A Raft message too large for one frame (a snapshot of a big state) travels as `RaftPart`
 //! frames on the peer stream, each at most [`RAFT_PART_BYTES`], every one carrying the whole
@@ -241,6 +253,15 @@ pub enum ClientOp {
         /// The job.
         job: u64,
     },
+    /// Every job, structured (linearizable read).
+    JobList,
+    /// One job, structured (linearizable read).
+    JobInfo {
+        /// The job id.
+        job: u64,
+    },
+    /// Every GPU node with its state and free capacity (linearizable read).
+    NodeList,
     /// A job's process on the agent's node ended by itself.
     JobEnded {
         /// The agent's node.
@@ -250,6 +271,66 @@ pub enum ClientOp {
         /// How it ended.
         how: JobEnd,
     },
+}
+
+/// One job, for `sovra jobs`, `status` and `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobInfo {
+    /// Id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Slurm's compact state code (`PD`, `CF`, `R`, `CD`, ...).
+    pub state: String,
+    /// Priority.
+    pub priority: u32,
+    /// Allowed jurisdictions.
+    pub jurisdictions: Vec<String>,
+    /// What one member asks for, as text (`2 GPUs`, `gang 4 x 8 GPUs in one leaf`, ...).
+    pub request: String,
+    /// Wall-clock limit.
+    pub time_limit_ms: Option<u64>,
+    /// Submit time (leader clock, ms since the Unix epoch).
+    pub submit_ms: u64,
+    /// Start time.
+    pub start_ms: Option<u64>,
+    /// End time.
+    pub end_ms: Option<u64>,
+    /// Exit code, when the job ended by itself.
+    pub exit_code: Option<i32>,
+    /// Requeues after node failures.
+    pub restarts: u32,
+    /// Members in rank order: node, its site and jurisdiction, GPUs.
+    pub members: Vec<(String, String, String, sovra_fabric::GpuTake)>,
+    /// Why it waits, when it waits.
+    pub reason: Option<String>,
+}
+
+/// One GPU node, for `sovra nodes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Name.
+    pub name: String,
+    /// Site.
+    pub site: String,
+    /// The site's jurisdiction.
+    pub jurisdiction: String,
+    /// `unknown`, `up`, `drained` or `down`.
+    pub state: String,
+    /// Whether an agent registered it (it is then held to a heartbeat lease).
+    pub agent: bool,
+    /// GPU model (empty without GPUs).
+    pub model: String,
+    /// GPUs.
+    pub gpus: u32,
+    /// GPUs with nothing allocated.
+    pub gpus_whole_free: u32,
+    /// Free CPU.
+    pub cpu_free_milli: u64,
+    /// Free memory.
+    pub memory_free_mib: u64,
 }
 
 /// The longest [`ClientOp::AgentSync`] long poll.
@@ -313,6 +394,9 @@ impl ClientOp {
             ClientOp::JobEnded { node, job, .. } => {
                 format!("report job {job} ended on node {node}")
             }
+            ClientOp::JobList => "list jobs".into(),
+            ClientOp::JobInfo { job } => format!("read job {job}"),
+            ClientOp::NodeList => "list nodes".into(),
         }
     }
 }
@@ -329,6 +413,16 @@ pub struct Response {
 /// Outcomes of client requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientResult {
+    /// Jobs, structured.
+    JobList {
+        /// The jobs, by id.
+        jobs: Vec<JobInfo>,
+    },
+    /// Nodes, structured.
+    NodeList {
+        /// The nodes, in inventory order.
+        nodes: Vec<NodeInfo>,
+    },
     /// A node's assignments (the answer to [`ClientOp::AgentSync`]).
     Assignments {
         /// Changes whenever the list changes (0 is never used).
@@ -812,16 +906,23 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_str(out, node);
             put_u64(out, *job);
         }
+        ClientOp::JobList => put_u8(out, 0x0f),
+        ClientOp::JobInfo { job } => {
+            put_u8(out, 0x10);
+            put_u64(out, *job);
+        }
+        ClientOp::NodeList => put_u8(out, 0x11),
         ClientOp::JobEnded { node, job, how } => {
             put_u8(out, 0x0e);
             put_str(out, node);
             put_u64(out, *job);
-            let (tag, code) = match how {
-                JobEnd::Exited(code) => (0, *code),
-                JobEnd::OutOfMemory => (1, 0),
-            };
-            put_u8(out, tag);
-            put_u32(out, code as u32);
+            match how {
+                JobEnd::Exited(code) => {
+                    put_u8(out, 0);
+                    put_u32(out, *code as u32);
+                }
+                JobEnd::OutOfMemory => put_u8(out, 1),
+            }
         }
     }
 }
@@ -858,6 +959,68 @@ fn put_gpu_take(out: &mut Vec<u8>, take: &sovra_fabric::GpuTake) {
             put_u8(out, memory);
         }
     }
+}
+
+fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        None => put_u8(out, 0),
+        Some(v) => {
+            put_u8(out, 1);
+            put_u64(out, v);
+        }
+    }
+}
+
+fn put_job_info(out: &mut Vec<u8>, j: &JobInfo) {
+    put_u64(out, j.id);
+    put_str(out, &j.name);
+    put_str(out, &j.tenant);
+    put_str(out, &j.state);
+    put_u32(out, j.priority);
+    put_count(out, j.jurisdictions.len());
+    for code in &j.jurisdictions {
+        put_str(out, code);
+    }
+    put_str(out, &j.request);
+    put_opt_u64(out, j.time_limit_ms);
+    put_u64(out, j.submit_ms);
+    put_opt_u64(out, j.start_ms);
+    put_opt_u64(out, j.end_ms);
+    match j.exit_code {
+        None => put_u8(out, 0),
+        Some(code) => {
+            put_u8(out, 1);
+            put_u32(out, code as u32);
+        }
+    }
+    put_u32(out, j.restarts);
+    put_count(out, j.members.len());
+    for (node, site, jurisdiction, take) in &j.members {
+        put_str(out, node);
+        put_str(out, site);
+        put_str(out, jurisdiction);
+        put_gpu_take(out, take);
+    }
+    match &j.reason {
+        None => put_u8(out, 0),
+        Some(r) => {
+            put_u8(out, 1);
+            put_str(out, r);
+        }
+    }
+}
+
+fn put_node_info(out: &mut Vec<u8>, n: &NodeInfo) {
+    put_str(out, &n.name);
+    put_str(out, &n.site);
+    put_str(out, &n.jurisdiction);
+    put_str(out, &n.state);
+    put_bool(out, n.agent);
+    put_str(out, &n.model);
+    put_u32(out, n.gpus);
+    put_u32(out, n.gpus_whole_free);
+    put_u64(out, n.cpu_free_milli);
+    put_u64(out, n.memory_free_mib);
 }
 
 fn put_assignment(out: &mut Vec<u8>, a: &Assignment) {
@@ -933,6 +1096,20 @@ fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
             put_u8(out, 0x07);
             put_u64(out, *id);
             put_str(out, addr);
+        }
+        ClientResult::JobList { jobs } => {
+            put_u8(out, 0x09);
+            put_count(out, jobs.len());
+            for j in jobs {
+                put_job_info(out, j);
+            }
+        }
+        ClientResult::NodeList { nodes } => {
+            put_u8(out, 0x0a);
+            put_count(out, nodes.len());
+            for n in nodes {
+                put_node_info(out, n);
+            }
         }
         ClientResult::Assignments {
             version,
@@ -1044,6 +1221,65 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn opt_u64(&mut self, what: &'static str) -> Result<Option<u64>, DecodeError> {
+        Ok(match self.flag(what)? {
+            false => None,
+            true => Some(self.u64(what)?),
+        })
+    }
+
+    fn job_info(&mut self) -> Result<JobInfo, DecodeError> {
+        let id = self.u64("job")?;
+        let name = self.string("name")?;
+        let tenant = self.string("tenant")?;
+        let state = self.string("state")?;
+        let priority = self.u32("priority")?;
+        let mut jurisdictions = Vec::new();
+        for _ in 0..self.count("jurisdictions")? {
+            jurisdictions.push(self.string("jurisdiction")?);
+        }
+        let request = self.string("request")?;
+        let time_limit_ms = self.opt_u64("time_limit_ms")?;
+        let submit_ms = self.u64("submit_ms")?;
+        let start_ms = self.opt_u64("start_ms")?;
+        let end_ms = self.opt_u64("end_ms")?;
+        let exit_code = match self.flag("exit code option")? {
+            false => None,
+            true => Some(self.u32("exit_code")? as i32),
+        };
+        let restarts = self.u32("restarts")?;
+        let mut members = Vec::new();
+        for _ in 0..self.count("members")? {
+            members.push((
+                self.string("member node")?,
+                self.string("member site")?,
+                self.string("member jurisdiction")?,
+                self.gpu_take()?,
+            ));
+        }
+        let reason = match self.flag("reason option")? {
+            false => None,
+            true => Some(self.string("reason")?),
+        };
+        Ok(JobInfo {
+            id,
+            name,
+            tenant,
+            state,
+            priority,
+            jurisdictions,
+            request,
+            time_limit_ms,
+            submit_ms,
+            start_ms,
+            end_ms,
+            exit_code,
+            restarts,
+            members,
+            reason,
+        })
+    }
+
     fn assignment(&mut self) -> Result<Assignment, DecodeError> {
         let job = self.u64("job")?;
         let name = self.string("name")?;
@@ -1132,15 +1368,17 @@ impl<'a> Reader<'a> {
                 node: self.string("node")?,
                 job: self.u64("job")?,
             },
+            0x0f => ClientOp::JobList,
+            0x10 => ClientOp::JobInfo {
+                job: self.u64("job")?,
+            },
+            0x11 => ClientOp::NodeList,
             0x0e => ClientOp::JobEnded {
                 node: self.string("node")?,
                 job: self.u64("job")?,
                 how: match self.u8("how")? {
                     0 => JobEnd::Exited(self.u32("code")? as i32),
-                    1 => {
-                        self.u32("code")?;
-                        JobEnd::OutOfMemory
-                    }
+                    1 => JobEnd::OutOfMemory,
                     tag => return Err(DecodeError::Tag { what: "how", tag }),
                 },
             },
@@ -1179,6 +1417,31 @@ impl<'a> Reader<'a> {
                 id: self.u64("id")?,
                 addr: self.string("addr")?,
             },
+            0x09 => {
+                let mut jobs = Vec::new();
+                for _ in 0..self.count("jobs")? {
+                    jobs.push(self.job_info()?);
+                }
+                ClientResult::JobList { jobs }
+            }
+            0x0a => {
+                let mut nodes = Vec::new();
+                for _ in 0..self.count("nodes")? {
+                    nodes.push(NodeInfo {
+                        name: self.string("node name")?,
+                        site: self.string("site")?,
+                        jurisdiction: self.string("jurisdiction")?,
+                        state: self.string("node state")?,
+                        agent: self.flag("agent")?,
+                        model: self.string("model")?,
+                        gpus: self.u32("gpus")?,
+                        gpus_whole_free: self.u32("gpus_whole_free")?,
+                        cpu_free_milli: self.u64("cpu_free_milli")?,
+                        memory_free_mib: self.u64("memory_free_mib")?,
+                    });
+                }
+                ClientResult::NodeList { nodes }
+            }
             0x08 => {
                 let version = self.u64("version")?;
                 let in_service = self.flag("in_service")?;
@@ -1403,6 +1666,9 @@ mod tests {
                 }
             }),
             (text(), any::<u64>()).prop_map(|(node, job)| ClientOp::JobStarted { node, job }),
+            Just(ClientOp::JobList),
+            any::<u64>().prop_map(|job| ClientOp::JobInfo { job }),
+            Just(ClientOp::NodeList),
             (text(), any::<u64>(), proptest::option::of(any::<i32>())).prop_map(
                 |(node, job, code)| ClientOp::JobEnded {
                     node,
@@ -1427,6 +1693,82 @@ mod tests {
                 }
             }),
         ]
+    }
+
+    fn job_info() -> impl Strategy<Value = JobInfo> {
+        (
+            (any::<u64>(), text(), text(), text(), any::<u32>()),
+            (
+                vec(text(), 0..3),
+                text(),
+                proptest::option::of(any::<u64>()),
+            ),
+            (
+                any::<u64>(),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<i32>()),
+                any::<u32>(),
+            ),
+            (
+                vec((text(), text(), text(), gpu_take()), 0..3),
+                proptest::option::of(text()),
+            ),
+        )
+            .prop_map(
+                |(
+                    (id, name, tenant, state, priority),
+                    (jurisdictions, request, time_limit_ms),
+                    (submit_ms, start_ms, end_ms, exit_code, restarts),
+                    (members, reason),
+                )| JobInfo {
+                    id,
+                    name,
+                    tenant,
+                    state,
+                    priority,
+                    jurisdictions,
+                    request,
+                    time_limit_ms,
+                    submit_ms,
+                    start_ms,
+                    end_ms,
+                    exit_code,
+                    restarts,
+                    members,
+                    reason,
+                },
+            )
+    }
+
+    fn node_info() -> impl Strategy<Value = NodeInfo> {
+        (
+            (text(), text(), text(), text(), any::<bool>()),
+            (
+                text(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<u64>(),
+                any::<u64>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (name, site, jurisdiction, state, agent),
+                    (model, gpus, gpus_whole_free, cpu_free_milli, memory_free_mib),
+                )| NodeInfo {
+                    name,
+                    site,
+                    jurisdiction,
+                    state,
+                    agent,
+                    model,
+                    gpus,
+                    gpus_whole_free,
+                    cpu_free_milli,
+                    memory_free_mib,
+                },
+            )
     }
 
     fn assignment() -> impl Strategy<Value = Assignment> {
@@ -1474,6 +1816,8 @@ mod tests {
             (any::<u16>(), text())
                 .prop_map(|(code, message)| ClientResult::Error { code, message }),
             (any::<u64>(), text()).prop_map(|(id, addr)| ClientResult::Leader { id, addr }),
+            vec(job_info(), 0..3).prop_map(|jobs| ClientResult::JobList { jobs }),
+            vec(node_info(), 0..3).prop_map(|nodes| ClientResult::NodeList { nodes }),
             (any::<u64>(), any::<bool>(), vec(assignment(), 0..3)).prop_map(
                 |(version, in_service, jobs)| ClientResult::Assignments {
                     version,
