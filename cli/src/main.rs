@@ -60,10 +60,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Submit a job file to the cluster.
+    /// Submit a job: a job file, or flags and a command (`sovra submit --tenant t
+    /// --jurisdiction AU --gpus 2 -- python3 train.py`).
     Submit {
-        /// Job file TOML (docs/jobs.md).
-        job: PathBuf,
+        /// Job file TOML (docs/jobs.md); without one, the flags describe the job.
+        #[arg(required_unless_present = "tenant")]
+        job: Option<PathBuf>,
+        /// Job name (without a job file).
+        #[arg(long, conflicts_with = "job")]
+        name: Option<String>,
+        /// Tenant (without a job file).
+        #[arg(long, conflicts_with = "job")]
+        tenant: Option<String>,
+        /// Allowed jurisdictions, comma separated (without a job file).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            conflicts_with = "job",
+            requires = "tenant"
+        )]
+        jurisdiction: Vec<String>,
+        /// Whole GPUs (without a job file).
+        #[arg(long, conflicts_with = "job")]
+        gpus: Option<u32>,
+        /// CPUs (without a job file).
+        #[arg(long, conflicts_with = "job")]
+        cpus: Option<f64>,
+        /// Memory in GB (without a job file).
+        #[arg(long, conflicts_with = "job")]
+        memory_gb: Option<f64>,
+        /// Time limit: minutes, or Slurm's M:S, H:M:S, D-H[:M[:S]] (without a job file).
+        #[arg(long, conflicts_with = "job")]
+        time_limit: Option<String>,
+        /// The program and its arguments (without a job file).
+        #[arg(last = true, conflicts_with = "job")]
+        command: Vec<String>,
         /// Wait for the first scheduling decision and print the placement or the reason.
         #[arg(long)]
         wait: bool,
@@ -311,10 +342,50 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         _ => "",
     };
     match cli.command {
-        Command::Submit { job, wait, conn } => {
-            let text = read(&job)?;
+        Command::Submit {
+            job,
+            name,
+            tenant,
+            jurisdiction,
+            gpus,
+            cpus,
+            memory_gb,
+            time_limit,
+            command,
+            wait,
+            conn,
+        } => {
+            let (text, origin) = match &job {
+                Some(job) => (read(job)?, job.display().to_string()),
+                None => {
+                    let mut t = toml::Table::new();
+                    if let Some(n) = name {
+                        t.insert("name".into(), n.into());
+                    }
+                    t.insert("tenant".into(), tenant.unwrap_or_default().into());
+                    t.insert("jurisdictions".into(), jurisdiction.into());
+                    if let Some(c) = cpus {
+                        t.insert("cpus".into(), c.into());
+                    }
+                    if let Some(m) = memory_gb {
+                        t.insert("memory_gb".into(), m.into());
+                    }
+                    if let Some(l) = time_limit {
+                        t.insert("time_limit".into(), l.into());
+                    }
+                    if !command.is_empty() {
+                        t.insert("command".into(), command.into());
+                    }
+                    if let Some(g) = gpus.filter(|&g| g > 0) {
+                        let mut batch = toml::Table::new();
+                        batch.insert("gpus".into(), i64::from(g).into());
+                        t.insert("batch".into(), batch.into());
+                    }
+                    (t.to_string(), "the flags".to_string())
+                }
+            };
             sovra_scheduler::jobfile::parse_job(&text)
-                .map_err(|e| invalid(anyhow::anyhow!("{}: {e}", job.display())))?;
+                .map_err(|e| invalid(anyhow::anyhow!("{origin}: {e}")))?;
             remote::call(
                 &conn,
                 ClientOp::Submit {

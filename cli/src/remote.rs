@@ -3,7 +3,10 @@
 //! Connection settings come from flags or the environment: `--server` / `SOVRA_SERVER` (one
 //! or more replica addresses, comma separated; the leader is found), `--certs` /
 //! `SOVRA_CERTS` (the directory with `ca.pem` and `client-<user>.pem`/`.key`), and
-//! `--user` / `SOVRA_USER` (default `admin`). Requests are retried on another replica after a
+//! `--user` / `SOVRA_USER` (default `admin`), and, for whatever neither gives, a config file:
+//! `SOVRA_CONFIG`, else `$XDG_CONFIG_HOME/sovra/config.toml` (`~/.config/sovra/config.toml`),
+//! with the keys `server` (a list or a comma-separated string), `certs` and `user`; a relative
+//! `certs` is relative to the file. Requests are retried on another replica after a
 //! timeout or a leader change with the same request id, so a submission never runs twice.
 
 use std::net::SocketAddr;
@@ -25,9 +28,76 @@ pub struct Conn {
     /// Certificates directory (ca.pem, client-<user>.pem, client-<user>.key).
     #[arg(long, env = "SOVRA_CERTS", global = true)]
     certs: Option<PathBuf>,
-    /// Client user (selects client-<user>.pem).
-    #[arg(long, env = "SOVRA_USER", default_value = "admin", global = true)]
-    user: String,
+    /// Client user (selects client-<user>.pem) [default: admin].
+    #[arg(long, env = "SOVRA_USER", global = true)]
+    user: Option<String>,
+}
+
+/// The config file's contents.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    server: Option<ServerList>,
+    certs: Option<PathBuf>,
+    user: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ServerList {
+    List(Vec<String>),
+    Text(String),
+}
+
+/// The config file's path: `SOVRA_CONFIG`, else the XDG location (which need not exist).
+fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SOVRA_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("sovra").join("config.toml"))
+}
+
+/// Fills what flags and the environment left unset from the config file.
+fn resolve(conn: &Conn) -> Result<(Vec<SocketAddr>, Option<PathBuf>, String), Failure> {
+    let mut server = conn.server.clone();
+    let mut certs = conn.certs.clone();
+    let mut user = conn.user.clone();
+    if server.is_empty() || certs.is_none() || user.is_none() {
+        if let Some(path) = config_path().filter(|p| p.exists()) {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| runtime(anyhow!("cannot read {}: {e}", path.display())))?;
+            let file: ConfigFile = toml::from_str(&text)
+                .map_err(|e| invalid(anyhow!("{}: {}", path.display(), e.message())))?;
+            if server.is_empty() {
+                let list = match file.server {
+                    None => Vec::new(),
+                    Some(ServerList::List(v)) => v,
+                    Some(ServerList::Text(t)) => {
+                        t.split(',').map(|s| s.trim().to_string()).collect()
+                    }
+                };
+                for s in list.iter().filter(|s| !s.is_empty()) {
+                    server.push(s.parse().map_err(|_| {
+                        invalid(anyhow!(
+                            "{}: server {s:?} is not an address",
+                            path.display()
+                        ))
+                    })?);
+                }
+            }
+            if certs.is_none() {
+                certs = file.certs.map(|c| match path.parent() {
+                    Some(dir) if c.is_relative() => dir.join(c),
+                    _ => c,
+                });
+            }
+            user = user.or(file.user);
+        }
+    }
+    Ok((server, certs, user.unwrap_or_else(|| "admin".into())))
 }
 
 /// Cluster membership and leadership.
@@ -75,20 +145,23 @@ pub enum NodeCommand {
 }
 
 fn client(conn: &Conn) -> Result<ClusterClient, Failure> {
-    if conn.server.is_empty() {
+    let (server, certs, user) = resolve(conn)?;
+    if server.is_empty() {
         return Err(invalid(anyhow!(
-            "no server: pass --server ADDR or set SOVRA_SERVER"
+            "no server: pass --server ADDR, set SOVRA_SERVER, or put server = [...] in \
+             ~/.config/sovra/config.toml"
         )));
     }
-    let Some(certs) = &conn.certs else {
+    let Some(certs) = &certs else {
         return Err(invalid(anyhow!(
-            "no certificates: pass --certs DIR or set SOVRA_CERTS"
+            "no certificates: pass --certs DIR, set SOVRA_CERTS, or put certs = \"DIR\" in \
+             ~/.config/sovra/config.toml"
         )));
     };
-    let identity = sovrad::tls::Identity::load(certs, &format!("client-{}", conn.user))
+    let identity = sovrad::tls::Identity::load(certs, &format!("client-{user}"))
         .map_err(|e| invalid(anyhow!("{e}")))?;
     let ca = sovrad::tls::load_ca(certs).map_err(|e| invalid(anyhow!("{e}")))?;
-    Ok(ClusterClient::new(conn.server.clone(), identity, ca))
+    Ok(ClusterClient::new(server, identity, ca))
 }
 
 /// Runs one operation and returns its answer; refusals and failures are errors.

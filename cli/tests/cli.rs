@@ -184,3 +184,35 @@ fn import_slurm_tree() {
     ]);
     assert_error(&out, 2, "invalid jurisdiction");
 }
+
+#[test]
+fn submit_from_flags_is_validated_before_connecting() {
+    let out = sovra(&[
+        "submit",
+        "--tenant",
+        "t",
+        "--jurisdiction",
+        "AU",
+        "--time-limit",
+        "soon",
+        "--",
+        "true",
+    ]);
+    assert_error(&out, 2, "the flags: invalid time limit");
+    // A valid job from flags gets as far as needing a server.
+    let out = Command::new(env!("CARGO_BIN_EXE_sovra"))
+        .args([
+            "submit",
+            "--tenant",
+            "t",
+            "--jurisdiction",
+            "AU",
+            "--",
+            "true",
+        ])
+        .env_remove("SOVRA_SERVER")
+        .env("SOVRA_CONFIG", "/nonexistent/sovra.toml")
+        .output()
+        .expect("sovra runs");
+    assert_error(&out, 2, "no server");
+}

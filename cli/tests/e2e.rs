@@ -351,6 +351,22 @@ fn jobs_run_with_their_environment_and_end_by_cancel_or_time_limit() {
     assert_eq!(listed["job"], id);
     assert_eq!(listed["state"], "CD");
     assert_eq!(listed["exit_code"], 0);
+    // A job from flags and a command, as `srun`-style users type it.
+    let flagged = cli(&[
+        "submit",
+        "--tenant",
+        "t",
+        "--jurisdiction",
+        "JP",
+        "--gpus",
+        "1",
+        "--wait",
+        "--",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    assert!(flagged.contains(": tyo1-n1{"), "{flagged}");
     let nodes: Vec<serde_json::Value> = cli(&["nodes", "--json"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -361,7 +377,7 @@ fn jobs_run_with_their_environment_and_end_by_cancel_or_time_limit() {
         (n1["state"].as_str(), n1["agent"].as_bool()),
         (Some("up"), Some(true))
     );
-    assert_eq!(n1["gpus_free"], 8);
+    assert_eq!(n1["gpus"], 8);
 
     // Cancel: the task (and its process tree) is killed.
     let pidfile = c.dir.path().join("pid");
