@@ -249,7 +249,7 @@ pub fn print_jobs(jobs: &[sovrad::wire::JobInfo], json: bool) {
             _ => "0:00".into(),
         };
         let detail = match &j.reason {
-            Some(r) if j.members.is_empty() => format!("({r})"),
+            Some(r) if j.state == "PD" => format!("({r})"),
             _ => members_text(j),
         };
         println!(
@@ -269,19 +269,27 @@ pub fn print_explain(j: &sovrad::wire::JobInfo, json: bool) {
     let ended = !matches!(j.state.as_str(), "PD" | "CF" | "R");
     let why = if j.members.is_empty() {
         match (&j.reason, ended) {
-            (_, true) => format!(
-                "ended ({}); where it ran is not kept after a job ends",
-                j.state
-            ),
+            (_, true) => format!("ended ({}) before it was placed", j.state),
             (Some(r), false) => format!("waits: {r}"),
             (None, false) => "not scheduled yet".to_string(),
+        }
+    } else if j.state == "PD" {
+        let last = sites
+            .iter()
+            .map(|(s, c)| format!("{s} ({c})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &j.reason {
+            Some(r) => format!("requeued (last ran in {last}); waits: {r}"),
+            None => format!("requeued (last ran in {last})"),
         }
     } else {
         let inside = sites
             .iter()
             .all(|(_, code)| j.jurisdictions.iter().any(|a| a == code));
         format!(
-            "placed in {} — inside the allowed jurisdictions: {}",
+            "{} in {} — inside the allowed jurisdictions: {}",
+            if ended { "ran" } else { "placed" },
             sites
                 .iter()
                 .map(|(s, c)| format!("{s} ({c})"))

@@ -351,6 +351,9 @@ fn jobs_run_with_their_environment_and_end_by_cancel_or_time_limit() {
     assert_eq!(listed["job"], id);
     assert_eq!(listed["state"], "CD");
     assert_eq!(listed["exit_code"], 0);
+    // Where it ran is kept after it ends.
+    assert_eq!(listed["members"][0]["node"], "tyo1-n1");
+    assert_eq!(listed["members"][0]["jurisdiction"], "JP");
     // A job from flags and a command, as `srun`-style users type it.
     let flagged = cli(&[
         "submit",

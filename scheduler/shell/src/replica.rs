@@ -422,9 +422,11 @@ fn render_request(spec: &JobSpec) -> String {
 /// A job, structured.
 pub fn job_info(sm: &StateMachine, r: &JobRecord) -> JobInfo {
     let topology = sm.topology();
+    // Where it runs, or where it last ran.
     let members = r
         .plan
         .as_ref()
+        .or(r.ran_on.as_ref())
         .map(|plan| {
             plan.members
                 .iter()

@@ -302,7 +302,8 @@ pub struct JobInfo {
     pub exit_code: Option<i32>,
     /// Requeues after node failures.
     pub restarts: u32,
-    /// Members in rank order: node, its site and jurisdiction, GPUs.
+    /// Members in rank order: node, its site and jurisdiction, GPUs; where the job runs, or
+    /// where it last ran (ended or requeued jobs).
     pub members: Vec<(String, String, String, sovra_fabric::GpuTake)>,
     /// Why it waits, when it waits.
     pub reason: Option<String>,

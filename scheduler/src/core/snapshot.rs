@@ -77,7 +77,7 @@ use crate::core::state::{
 };
 
 /// The version of the codec and of the snapshot layout. Bump it on any change to either.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 /// The first bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SOVRASNP";
 /// The longest string or byte string.
@@ -1219,6 +1219,7 @@ impl Codec for JobRecord {
         e.put_u32(self.restarts);
         self.exit_code.encode(e);
         self.request.encode(e);
+        self.ran_on.encode(e);
     }
     fn decode(d: &mut Decoder<'_>) -> Result<JobRecord, DecodeError> {
         Ok(JobRecord {
@@ -1235,6 +1236,7 @@ impl Codec for JobRecord {
             restarts: d.get_u32()?,
             exit_code: Option::decode(d)?,
             request: Option::decode(d)?,
+            ran_on: Option::decode(d)?,
         })
     }
 }
@@ -1606,6 +1608,16 @@ fn check_record(topology: &Topology, r: &JobRecord) -> Result<(), String> {
     r.spec
         .validate()
         .map_err(|e| format!("job {}: {e}", r.id))?;
+    if let Some(ran) = &r.ran_on {
+        if ran.job != r.id
+            || ran
+                .members
+                .iter()
+                .any(|m| m.node.idx() >= topology.nodes().len())
+        {
+            return Err(format!("job {} ran on an invalid allocation", r.id));
+        }
+    }
     match (&r.plan, r.state.holds_resources()) {
         (None, false) => Ok(()),
         (None, true) => Err(format!(
@@ -2219,10 +2231,13 @@ mod tests {
             expect![["not a sovra snapshot (bad magic) at byte 0"]],
         );
         let mut bad = bytes.clone();
-        bad[8] = 3;
-        check(
-            &bad,
-            expect![["unsupported snapshot version 3, expected 2 at byte 8"]],
+        bad[8] = FORMAT_VERSION + 1;
+        assert_eq!(
+            StateMachine::restore(&bad).unwrap_err().to_string(),
+            format!(
+                "unsupported snapshot version {}, expected {FORMAT_VERSION} at byte 8",
+                FORMAT_VERSION + 1
+            )
         );
         let mut bad = bytes.clone();
         bad[100] ^= 1;
@@ -2573,7 +2588,7 @@ mod tests {
                 status: ExitStatus::Failed(-1),
             },
         };
-        let expect = expect!["020700000000000000e80300000000000004030000000000000001ffffffff"];
+        let expect = expect!["030700000000000000e80300000000000004030000000000000001ffffffff"];
         expect.assert_eq(&hex(&to_blob(&entry)));
     }
 
@@ -2586,26 +2601,37 @@ mod tests {
             &[],
             expect![["unexpected end of input: 1 bytes needed, 0 left at byte 0"]],
         );
-        check(
-            &[3, 10],
-            expect![["unsupported format version 3, expected 2 at byte 0"]],
+        assert_eq!(
+            from_blob::<Command>(&[FORMAT_VERSION + 1, 10])
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "unsupported format version {}, expected {FORMAT_VERSION} at byte 0",
+                FORMAT_VERSION + 1
+            )
         );
-        check(&[2, 11], expect![["invalid command tag 11 at byte 1"]]);
-        check(&[2, 10, 0], expect![["1 trailing bytes at byte 2"]]);
         check(
-            &[2, 0, 2, 0, 0, 0, 0xff, 0xfe],
+            &[FORMAT_VERSION, 11],
+            expect![["invalid command tag 11 at byte 1"]],
+        );
+        check(
+            &[FORMAT_VERSION, 10, 0],
+            expect![["1 trailing bytes at byte 2"]],
+        );
+        check(
+            &[FORMAT_VERSION, 0, 2, 0, 0, 0, 0xff, 0xfe],
             expect![["string is not valid utf-8 at byte 2"]],
         );
         check(
-            &[2, 0, 0xff, 0xff, 0xff, 0xff],
+            &[FORMAT_VERSION, 0, 0xff, 0xff, 0xff, 0xff],
             expect![["byte string of 4294967295 bytes, at most 16777216 allowed at byte 2"]],
         );
         check(
-            &[2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[FORMAT_VERSION, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
             expect![["16777216 items cannot fit in the 0 bytes left at byte 10"]],
         );
         check(
-            &[2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            &[FORMAT_VERSION, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
             expect![["33554432 items, at most 16777216 allowed at byte 10"]],
         );
         // The first spec ends with: workload tag, gpu request tag, gpu count (u32); then

@@ -252,6 +252,9 @@ pub struct JobRecord {
     pub exit_code: Option<i32>,
     /// The request that submitted the job, if the client gave one.
     pub request: Option<RequestId>,
+    /// The last allocation the job held, kept after it ended or was requeued: where it ran,
+    /// for accounting and for proving it stayed inside its jurisdictions.
+    pub ran_on: Option<Plan>,
 }
 
 /// Bounded priority queue of pending jobs: priority (high first), then submit order.
@@ -632,6 +635,7 @@ impl StateMachine {
                 restarts: 0,
                 exit_code: None,
                 request,
+                ran_on: None,
             },
         );
         if let Some(r) = request {
@@ -801,6 +805,7 @@ impl StateMachine {
                 self.ledger.give(&self.topology, slot.node, &slot.take);
             }
             self.epoch += 1;
+            r.ran_on = Some(plan);
         }
     }
 
