@@ -130,6 +130,22 @@ enum Command {
         #[command(flatten)]
         conn: remote::Conn,
     },
+    /// A job's output (stdout, or stderr), read from its node's agent.
+    Logs {
+        /// Job id.
+        job: u64,
+        /// The member (gang rank or replica index).
+        #[arg(long, default_value_t = 0)]
+        rank: u32,
+        /// Standard error instead of standard output.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing new output until the job ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
     /// List GPU nodes: state, agent, free GPUs.
     Nodes {
         /// One JSON object per node.
@@ -415,6 +431,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 other => Err(runtime(anyhow::anyhow!("unexpected answer {other:?}"))),
             }
         }
+        Command::Logs {
+            job,
+            rank,
+            stderr,
+            follow,
+            conn,
+        } => remote::logs(&conn, job, rank, stderr, follow),
         Command::Nodes { json, conn } => match remote::query(&conn, ClientOp::NodeList)? {
             ClientResult::NodeList { nodes } => {
                 remote::print_nodes(&nodes, json);

@@ -354,6 +354,61 @@ pub fn print_nodes(nodes: &[sovrad::wire::NodeInfo], json: bool) {
     }
 }
 
+/// `sovra logs`: a task's output, read from its node's agent through the leader, written to
+/// stdout as it is; with `follow`, keeps reading while the job runs.
+pub fn logs(conn: &Conn, job: u64, rank: u32, stderr: bool, follow: bool) -> Result<u8, Failure> {
+    use std::io::Write;
+    let mut client = client(conn)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime(anyhow!("cannot start the async runtime: {e}")))?;
+    let mut offset = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let op = ClientOp::Logs {
+            job,
+            rank,
+            stderr,
+            offset,
+            max: sovrad::wire::LOG_CHUNK_MAX,
+        };
+        let (data, eof) = match rt.block_on(client.call(op)) {
+            Ok(ClientResult::LogChunk { data, eof, .. }) => (data, eof),
+            Ok(ClientResult::Error { code, message }) if code >= 100 => {
+                return Err(Failure {
+                    code: EXIT_INVALID,
+                    error: anyhow!("{message}"),
+                })
+            }
+            Ok(ClientResult::Error { message, .. }) => return Err(runtime(anyhow!("{message}"))),
+            Ok(other) => return Err(runtime(anyhow!("unexpected answer {other:?}"))),
+            Err(e) => return Err(runtime(anyhow!("{e}"))),
+        };
+        out.write_all(&data)
+            .and_then(|()| out.flush())
+            .map_err(|e| runtime(anyhow!("writing the output: {e}")))?;
+        offset += data.len() as u64;
+        if !eof {
+            continue;
+        }
+        if !follow {
+            return Ok(0);
+        }
+        // Following: stop once the job has ended and everything is read.
+        let ended = match rt.block_on(client.call(ClientOp::JobInfo { job })) {
+            Ok(ClientResult::JobList { jobs }) => jobs
+                .first()
+                .is_none_or(|j| !matches!(j.state.as_str(), "PD" | "CF" | "R")),
+            _ => false,
+        };
+        if ended && data.is_empty() {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Runs one operation and prints the result. Returns the exit code.
 pub fn call(conn: &Conn, op: ClientOp) -> Result<u8, Failure> {
     let mut client = client(conn)?;
@@ -369,6 +424,10 @@ pub fn call(conn: &Conn, op: ClientOp) -> Result<u8, Failure> {
         }
         Ok(ClientResult::NodeList { nodes }) => {
             print_nodes(&nodes, false);
+            Ok(0)
+        }
+        Ok(ClientResult::LogChunk { data, .. }) => {
+            print!("{}", String::from_utf8_lossy(&data));
             Ok(0)
         }
         Ok(ClientResult::Submitted { job, placed }) => {
@@ -393,6 +452,7 @@ pub fn call(conn: &Conn, op: ClientOp) -> Result<u8, Failure> {
             version,
             in_service,
             jobs,
+            ..
         }) => {
             println!("version {version} in_service {in_service}");
             for a in jobs {

@@ -354,6 +354,30 @@ fn jobs_run_with_their_environment_and_end_by_cancel_or_time_limit() {
     // Where it ran is kept after it ends.
     assert_eq!(listed["members"][0]["node"], "tyo1-n1");
     assert_eq!(listed["members"][0]["jurisdiction"], "JP");
+    // Its output, read from the agent through the leader; stderr separately.
+    let (id2, _) = c.submit(&job(
+        "talker",
+        "\"JP\"",
+        1,
+        "command = [\"sh\", \"-c\", \"echo hello from rank $SOVRA_RANK; echo oops >&2\"]",
+    ));
+    c.wait_state(id2, "CD");
+    assert_eq!(cli(&["logs", &id2.to_string()]), "hello from rank 0\n");
+    assert_eq!(cli(&["logs", &id2.to_string(), "--stderr"]), "oops\n");
+    // A job's only rank is 0.
+    let servers_ = servers.join(",");
+    let bad = Command::new(SOVRA)
+        .args(["logs", &id2.to_string(), "--rank", "3"])
+        .env("SOVRA_SERVER", &servers_)
+        .env("SOVRA_CERTS", &certs)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("has 1 ranks"),
+        "{bad:?}"
+    );
+
     // A job from flags and a command, as `srun`-style users type it.
     let flagged = cli(&[
         "submit",

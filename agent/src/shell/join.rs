@@ -162,6 +162,52 @@ fn spawn_report(mut client: ClusterClient, op: ClientOp, report: Report) -> Sent
     })
 }
 
+/// Reads `max` bytes at `offset` of a task's output file: the bytes and whether the file
+/// ends there.
+fn read_output(path: &std::path::Path, offset: u64, max: u32) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = offset.min(len);
+    file.seek(SeekFrom::Start(start))?;
+    let mut data = Vec::new();
+    file.take(u64::from(max)).read_to_end(&mut data)?;
+    let eof = start + data.len() as u64 >= len;
+    Ok((data, eof))
+}
+
+/// Answers one of the leader's output requests on its own connection (a read must not wait
+/// behind reports, nor hold up the poll loop).
+fn spawn_log_answer(cfg: &JoinConfig, path: std::path::PathBuf, request: wire::LogRequest) {
+    let node = cfg.node.clone();
+    let Ok(mut client) = client(cfg) else { return };
+    tokio::spawn(async move {
+        let (data, eof, error) = match read_output(&path, request.offset, request.max) {
+            Ok((data, eof)) => (data, eof, None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                Vec::new(),
+                true,
+                Some(format!(
+                    "no output of job {} rank {} on node {node}",
+                    request.job, request.rank
+                )),
+            ),
+            Err(e) => (Vec::new(), true, Some(format!("{}: {e}", path.display()))),
+        };
+        let op = ClientOp::LogData {
+            node,
+            token: request.token,
+            offset: request.offset,
+            data,
+            eof,
+            error,
+        };
+        if let Err(e) = client.call(op).await {
+            tracing::warn!("sending output: {e}");
+        }
+    });
+}
+
 /// Runs the agent until `stop` completes. Tasks keep running after it returns.
 pub async fn serve(
     cfg: JoinConfig,
@@ -196,7 +242,13 @@ pub async fn serve(
             joined = async { sync.as_mut().expect("guarded").await }, if sync.is_some() => {
                 let (mut c, result) = joined.context("sync task")?;
                 match result {
-                    Ok(ClientResult::Assignments { version, in_service, jobs }) => {
+                    Ok(ClientResult::Assignments { version, in_service, jobs, log_requests }) => {
+                        for request in log_requests {
+                            let task = TaskId::new(request.job, request.rank);
+                            let (out, err) = runner.log_paths(task);
+                            let path = if request.stderr { err } else { out };
+                            spawn_log_answer(&cfg, path, request);
+                        }
                         reconcile(&mut runner, &cfg.node, &jobs);
                         known = version;
                         if !in_service {

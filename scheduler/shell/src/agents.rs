@@ -13,7 +13,19 @@ use sovra_fabric::NodeId;
 use sovra_scheduler::core::job::JobId;
 use sovra_scheduler::core::state::{JobRecord, JobState, StateMachine};
 
-use crate::wire::Assignment;
+use crate::wire::{Assignment, LogRequest};
+
+/// How long the leader waits for an agent to send requested output.
+const LOG_WAIT_MS: u64 = 10_000;
+
+/// A client's [`crate::wire::ClientOp::Logs`], waiting for the node's agent.
+#[derive(Clone, Debug)]
+struct LogWait {
+    node: NodeId,
+    request: LogRequest,
+    delivered: bool,
+    deadline_ms: u64,
+}
 
 /// A parked [`crate::wire::ClientOp::AgentSync`].
 #[derive(Clone, Debug)]
@@ -40,6 +52,8 @@ pub(crate) struct Agents {
     last_seen: BTreeMap<NodeId, u64>,
     /// No node counts as silent before this (a new leader's grace period).
     grace_until_ms: u64,
+    /// Output requests waiting for agents; `request.token` is the client's token.
+    logs: Vec<LogWait>,
 }
 
 /// Whether a job holds its node's resources and belongs on its agent.
@@ -60,7 +74,12 @@ impl Agents {
 
     /// Stops leading: forget everything; returns the parked tokens (to answer "not leader").
     pub(crate) fn stop(&mut self) -> Vec<u64> {
-        let tokens = self.parked.iter().map(|p| p.token).collect();
+        let tokens = self
+            .parked
+            .iter()
+            .map(|p| p.token)
+            .chain(self.logs.iter().map(|l| l.request.token))
+            .collect();
         *self = Agents::default();
         tokens
     }
@@ -155,6 +174,58 @@ impl Agents {
         (version.max(1), out)
     }
 
+    /// A client wants a task's output from `node`'s agent; it is handed over with the
+    /// agent's next poll, and answered by [`Agents::log_data`].
+    pub(crate) fn log_request(&mut self, node: NodeId, request: LogRequest, now_ms: u64) {
+        self.logs.push(LogWait {
+            node,
+            request,
+            delivered: false,
+            deadline_ms: now_ms + LOG_WAIT_MS,
+        });
+        self.dirty.insert(node);
+    }
+
+    fn has_log_requests(&self, node: NodeId) -> bool {
+        self.logs.iter().any(|l| l.node == node && !l.delivered)
+    }
+
+    /// The output requests to hand to `node`'s agent now (each once).
+    pub(crate) fn take_log_requests(&mut self, node: NodeId) -> Vec<LogRequest> {
+        let mut out = Vec::new();
+        for l in self
+            .logs
+            .iter_mut()
+            .filter(|l| l.node == node && !l.delivered)
+        {
+            l.delivered = true;
+            out.push(l.request.clone());
+        }
+        out
+    }
+
+    /// An agent's answer: the waiting client's token, if the request is still waiting and
+    /// was for this node.
+    pub(crate) fn log_data(&mut self, node: NodeId, token: u64) -> Option<u64> {
+        let i = self
+            .logs
+            .iter()
+            .position(|l| l.node == node && l.request.token == token)?;
+        Some(self.logs.remove(i).request.token)
+    }
+
+    /// Output requests whose agent did not answer in time: (client token, node).
+    pub(crate) fn expired_logs(&mut self, now_ms: u64) -> Vec<(u64, NodeId)> {
+        let (expired, keep): (Vec<LogWait>, Vec<LogWait>) = std::mem::take(&mut self.logs)
+            .into_iter()
+            .partition(|l| now_ms >= l.deadline_ms);
+        self.logs = keep;
+        expired
+            .into_iter()
+            .map(|l| (l.request.token, l.node))
+            .collect()
+    }
+
     /// An agent's poll: answered now (`Some`) when its view is stale or it will not wait,
     /// else parked until its assignments change or `wait_ms` passes. Counts as a heartbeat.
     pub(crate) fn sync(
@@ -168,7 +239,7 @@ impl Agents {
     ) -> Option<(u64, Vec<Assignment>)> {
         self.last_seen.insert(node, now_ms);
         let (version, jobs) = self.assignments(sm, node);
-        if version != known || wait_ms == 0 {
+        if version != known || wait_ms == 0 || self.has_log_requests(node) {
             return Some((version, jobs));
         }
         self.parked.push(Parked {
@@ -195,7 +266,8 @@ impl Agents {
         for p in std::mem::take(&mut self.parked) {
             if dirty.contains(&p.node) || now_ms >= p.deadline_ms {
                 let (version, jobs) = self.assignments(sm, p.node);
-                if version != p.known || now_ms >= p.deadline_ms {
+                let logs = self.has_log_requests(p.node);
+                if version != p.known || now_ms >= p.deadline_ms || logs {
                     answers.push((p.token, p.node, version, jobs));
                     continue;
                 }

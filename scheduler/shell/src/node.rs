@@ -59,7 +59,8 @@ fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
             return match op {
                 ClientOp::AgentSync { .. }
                 | ClientOp::JobStarted { .. }
-                | ClientOp::JobEnded { .. } => Err(format!(
+                | ClientOp::JobEnded { .. }
+                | ClientOp::LogData { .. } => Err(format!(
                     "client {user} may not {}: only the node's agent may",
                     op.describe()
                 )),
@@ -74,15 +75,10 @@ fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
         | ClientOp::AgentSync { node, .. }
         | ClientOp::JobStarted { node, .. }
         | ClientOp::JobEnded { node, .. }
+        | ClientOp::LogData { node, .. }
             if node == own =>
         {
             Ok(())
-        }
-        ClientOp::RegisterNode { .. }
-        | ClientOp::AgentSync { .. }
-        | ClientOp::JobStarted { .. }
-        | ClientOp::JobEnded { .. } => {
-            Err(format!("the agent of node {own} may not {}", op.describe()))
         }
         other => Err(format!(
             "the agent of node {own} may not {}",
@@ -197,6 +193,34 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
         ClientOp::JobList => Op::JobList,
         ClientOp::JobInfo { job } => Op::JobInfo { job: JobId(*job) },
         ClientOp::NodeList => Op::NodeList,
+        ClientOp::Logs {
+            job,
+            rank,
+            stderr,
+            offset,
+            max,
+        } => Op::Logs {
+            job: JobId(*job),
+            rank: *rank,
+            stderr: *stderr,
+            offset: *offset,
+            max: *max,
+        },
+        ClientOp::LogData {
+            node,
+            token,
+            offset,
+            data,
+            eof,
+            error,
+        } => Op::LogData {
+            node: node.clone(),
+            token: *token,
+            offset: *offset,
+            data: data.clone(),
+            eof: *eof,
+            error: error.clone(),
+        },
         ClientOp::AgentSync {
             node,
             known,
@@ -243,11 +267,14 @@ fn to_result(reply: Reply) -> ClientResult {
             version,
             in_service,
             jobs,
+            log_requests,
         } => ClientResult::Assignments {
             version,
             in_service,
             jobs,
+            log_requests,
         },
+        Reply::LogChunk { offset, data, eof } => ClientResult::LogChunk { offset, data, eof },
     }
 }
 

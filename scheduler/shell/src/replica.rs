@@ -34,7 +34,7 @@ use sovra_scheduler::core::state::{
 
 use crate::agents::Agents;
 use crate::storage::{GroupId, LogStore, StoreError};
-use crate::wire::{Assignment, JobEnd, JobInfo, NodeInfo};
+use crate::wire::{Assignment, JobEnd, JobInfo, LogRequest, NodeInfo};
 
 /// Version byte of log records and snapshot envelopes.
 const RECORD_VERSION: u8 = 1;
@@ -130,6 +130,34 @@ pub enum Op {
     },
     /// Every node, structured (linearizable).
     NodeList,
+    /// A task's output, from its node's agent.
+    Logs {
+        /// Job.
+        job: JobId,
+        /// Member.
+        rank: u32,
+        /// Standard error instead of standard output.
+        stderr: bool,
+        /// Byte offset.
+        offset: u64,
+        /// Most bytes.
+        max: u32,
+    },
+    /// An agent's answer to a log request.
+    LogData {
+        /// The agent's node.
+        node: String,
+        /// The request's token.
+        token: u64,
+        /// Where `data` starts.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+        /// Whether the file ends there.
+        eof: bool,
+        /// Why nothing could be read.
+        error: Option<String>,
+    },
     /// An agent's heartbeat and long poll for its node's assignments.
     AgentSync {
         /// The node.
@@ -193,12 +221,23 @@ pub enum Reply {
     JobList(Vec<JobInfo>),
     /// Nodes, structured.
     NodeList(Vec<NodeInfo>),
+    /// Part of a task's output.
+    LogChunk {
+        /// Where `data` starts.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+        /// Whether the file ends there.
+        eof: bool,
+    },
     /// A node's assignments.
     Assignments {
         /// Their version.
         version: u64,
         /// Whether the node is up or drained.
         in_service: bool,
+        /// Output requests for the agent.
+        log_requests: Vec<LogRequest>,
         /// The jobs placed or running on the node.
         jobs: Vec<Assignment>,
     },
@@ -807,16 +846,81 @@ impl<S: LogStore> Replica<S> {
                     .sync(&self.sm, token, id, known, wait_ms, now_ms)
                 {
                     let in_service = self.sm.node_in_service(id);
+                    let log_requests = self.agents.take_log_requests(id);
                     self.output.replies.push((
                         token,
                         Reply::Assignments {
                             version,
                             in_service,
                             jobs,
+                            log_requests,
                         },
                     ));
                 }
                 Ok(())
+            }
+            Op::Logs {
+                job,
+                rank,
+                stderr,
+                offset,
+                max,
+            } => {
+                let Some(r) = self.sm.job(job) else {
+                    self.reject(token, format!("unknown job {job}"));
+                    return;
+                };
+                let Some(plan) = r.plan.as_ref().or(r.ran_on.as_ref()) else {
+                    self.reject(token, format!("job {job} has not run"));
+                    return;
+                };
+                let Some(member) = plan.members.get(rank as usize) else {
+                    self.reject(
+                        token,
+                        format!(
+                            "job {job} has {} ranks, not {}",
+                            plan.members.len(),
+                            rank + 1
+                        ),
+                    );
+                    return;
+                };
+                let node = member.node;
+                if !self.agents.is_built() {
+                    self.agents.start(&self.sm, now_ms, self.cfg.agent_lease_ms);
+                }
+                let request = LogRequest {
+                    token,
+                    job: job.0,
+                    rank,
+                    stderr,
+                    offset,
+                    max: max.min(crate::wire::LOG_CHUNK_MAX),
+                };
+                self.agents.log_request(node, request, now_ms);
+                Ok(())
+            }
+            Op::LogData {
+                node,
+                token: request,
+                offset,
+                data,
+                eof,
+                error,
+            } => {
+                let Some(id) = self.sm.topology().node_by_name(&node) else {
+                    self.reject(token, format!("unknown node {node:?}"));
+                    return;
+                };
+                if let Some(client) = self.agents.log_data(id, request) {
+                    let reply = match error {
+                        Some(why) => Reply::Rejected(why),
+                        None => Reply::LogChunk { offset, data, eof },
+                    };
+                    self.output.replies.push((client, reply));
+                }
+                self.output.replies.push((token, Reply::Ok));
+                return;
             }
             Op::JobStarted { node, job } => match self.agent_job(&node, job) {
                 Err(why) => {
@@ -1040,14 +1144,23 @@ impl<S: LogStore> Replica<S> {
         if self.agents.is_built() {
             for (token, node, version, jobs) in self.agents.due(&self.sm, now_ms) {
                 let in_service = self.sm.node_in_service(node);
+                let log_requests = self.agents.take_log_requests(node);
                 self.output.replies.push((
                     token,
                     Reply::Assignments {
                         version,
                         in_service,
                         jobs,
+                        log_requests,
                     },
                 ));
+            }
+            for (token, node) in self.agents.expired_logs(now_ms) {
+                let name = self.sm.topology().node(node).name.clone();
+                self.reject(
+                    token,
+                    format!("the agent of node {name} did not send the output in time"),
+                );
             }
         }
         self.maybe_snapshot()?;

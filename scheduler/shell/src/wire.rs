@@ -38,6 +38,8 @@
 //! | `0x0f` | `JobList`      |                                  |
 //! | `0x10` | `JobInfo`      | `u64 job`                        |
 //! | `0x11` | `NodeList`     |                                  |
+//! | `0x12` | `Logs`         | `u64 job, u32 rank, bool stderr, u64 offset, u32 max` |
+//! | `0x13` | `LogData`      | `str node, u64 token, u64 offset, bytes data, bool eof, …` |
 //!
 //! | result | [`ClientResult`] | fields                                  |
 //! |--------|------------------|-----------------------------------------|
@@ -48,9 +50,10 @@
 //! | `0x05` | `NotLeader`      | `option<(u64 id, str addr)> leader`     |
 //! | `0x06` | `Error`          | `u16 code, str message`                 |
 //! | `0x07` | `Leader`         | `u64 id, str addr`                      |
-//! | `0x08` | `Assignments`    | `u64 version, bool in_service, u32 n, n × assignment` |
+//! | `0x08` | `Assignments`    | `u64 version, bool in_service, …` (below) |
 //! | `0x09` | `JobList`        | `u32 n, n × job info`                   |
 //! | `0x0a` | `NodeList`       | `u32 n, n × node info`                  |
+//! | `0x0b` | `LogChunk`       | `u64 offset, bytes data, bool eof`      |
 //!
 //! An assignment is `u64 job, str name, str tenant, bool running, u64 cpu_milli,
 //! u64 memory_mib, option<u64> time_limit_ms, u32 n, n × str argv, u32 n, n × (str, str) env,
@@ -58,6 +61,13 @@
 //! byte: `0` none, `1 u32 mask` whole GPUs, `2 u8 local, u16 milli` a share, `3 u8 local,
 //! u8 compute, u8 memory` a MIG instance. `how` in `JobEnded` is `0` exited (followed by
 //! the `i32` code), or `1` out of memory (nothing follows).
+//!
+//! `LogData` ends with `option<str> error`. `Assignments` is `u64 version, bool in_service,
+//! u32 n, n × assignment, u32 n, n × log request`.
+//!
+//! A log request is `u64 token, u64 job, u32 rank, bool stderr, u64 offset, u32 max`: the
+//! leader asks the agent for a task's output through its poll, and the agent answers with
+//! `LogData` under the same token (output never goes through Raft).
 //!
 //! A job info is `u64 id, str name, str tenant, str state, u32 priority, u32 n, n × str
 //! jurisdiction, str request, option<u64> time_limit_ms, u64 submit_ms, option<u64> start_ms,
@@ -262,6 +272,34 @@ pub enum ClientOp {
     },
     /// Every GPU node with its state and free capacity (linearizable read).
     NodeList,
+    /// Read a task's output from its node's agent, relayed by the leader.
+    Logs {
+        /// The job.
+        job: u64,
+        /// The member (rank).
+        rank: u32,
+        /// Standard error instead of standard output.
+        stderr: bool,
+        /// Byte offset to read from.
+        offset: u64,
+        /// Most bytes to return (at most [`LOG_CHUNK_MAX`]).
+        max: u32,
+    },
+    /// An agent's answer to a log request.
+    LogData {
+        /// The agent's node.
+        node: String,
+        /// The request's token.
+        token: u64,
+        /// The offset the data starts at.
+        offset: u64,
+        /// The bytes read.
+        data: Vec<u8>,
+        /// Whether the file ends after `data`.
+        eof: bool,
+        /// Why nothing could be read.
+        error: Option<String>,
+    },
     /// A job's process on the agent's node ended by itself.
     JobEnded {
         /// The agent's node.
@@ -334,6 +372,26 @@ pub struct NodeInfo {
     pub memory_free_mib: u64,
 }
 
+/// The most bytes one [`ClientOp::Logs`] returns.
+pub const LOG_CHUNK_MAX: u32 = 1 << 20;
+
+/// A request for a task's output, handed to its agent in [`ClientResult::Assignments`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRequest {
+    /// Names the request in the agent's [`ClientOp::LogData`] answer.
+    pub token: u64,
+    /// The job.
+    pub job: u64,
+    /// The member (rank).
+    pub rank: u32,
+    /// Standard error instead of standard output.
+    pub stderr: bool,
+    /// Byte offset.
+    pub offset: u64,
+    /// Most bytes.
+    pub max: u32,
+}
+
 /// The longest [`ClientOp::AgentSync`] long poll.
 pub const AGENT_WAIT_MS_MAX: u32 = 30_000;
 
@@ -398,6 +456,8 @@ impl ClientOp {
             ClientOp::JobList => "list jobs".into(),
             ClientOp::JobInfo { job } => format!("read job {job}"),
             ClientOp::NodeList => "list nodes".into(),
+            ClientOp::Logs { job, .. } => format!("read the output of job {job}"),
+            ClientOp::LogData { node, .. } => format!("send output as the agent of node {node}"),
         }
     }
 }
@@ -433,6 +493,17 @@ pub enum ClientResult {
         in_service: bool,
         /// The jobs placed or running on the node, by job id.
         jobs: Vec<Assignment>,
+        /// Output the leader wants read (answer each with [`ClientOp::LogData`]).
+        log_requests: Vec<LogRequest>,
+    },
+    /// Part of a task's output.
+    LogChunk {
+        /// Where `data` starts.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+        /// Whether the file ends after `data` (for now: more may come while the task runs).
+        eof: bool,
     },
     /// A job was accepted.
     Submitted {
@@ -913,6 +984,42 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_u64(out, *job);
         }
         ClientOp::NodeList => put_u8(out, 0x11),
+        ClientOp::Logs {
+            job,
+            rank,
+            stderr,
+            offset,
+            max,
+        } => {
+            put_u8(out, 0x12);
+            put_u64(out, *job);
+            put_u32(out, *rank);
+            put_bool(out, *stderr);
+            put_u64(out, *offset);
+            put_u32(out, *max);
+        }
+        ClientOp::LogData {
+            node,
+            token,
+            offset,
+            data,
+            eof,
+            error,
+        } => {
+            put_u8(out, 0x13);
+            put_str(out, node);
+            put_u64(out, *token);
+            put_u64(out, *offset);
+            put_bytes(out, data);
+            put_bool(out, *eof);
+            match error {
+                None => put_u8(out, 0),
+                Some(e) => {
+                    put_u8(out, 1);
+                    put_str(out, e);
+                }
+            }
+        }
         ClientOp::JobEnded { node, job, how } => {
             put_u8(out, 0x0e);
             put_str(out, node);
@@ -1116,6 +1223,7 @@ fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
             version,
             in_service,
             jobs,
+            log_requests,
         } => {
             put_u8(out, 0x08);
             put_u64(out, *version);
@@ -1124,6 +1232,21 @@ fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
             for a in jobs {
                 put_assignment(out, a);
             }
+            put_count(out, log_requests.len());
+            for r in log_requests {
+                put_u64(out, r.token);
+                put_u64(out, r.job);
+                put_u32(out, r.rank);
+                put_bool(out, r.stderr);
+                put_u64(out, r.offset);
+                put_u32(out, r.max);
+            }
+        }
+        ClientResult::LogChunk { offset, data, eof } => {
+            put_u8(out, 0x0b);
+            put_u64(out, *offset);
+            put_bytes(out, data);
+            put_bool(out, *eof);
         }
     }
 }
@@ -1374,6 +1497,24 @@ impl<'a> Reader<'a> {
                 job: self.u64("job")?,
             },
             0x11 => ClientOp::NodeList,
+            0x12 => ClientOp::Logs {
+                job: self.u64("job")?,
+                rank: self.u32("rank")?,
+                stderr: self.flag("stderr")?,
+                offset: self.u64("offset")?,
+                max: self.u32("max")?,
+            },
+            0x13 => ClientOp::LogData {
+                node: self.string("node")?,
+                token: self.u64("token")?,
+                offset: self.u64("offset")?,
+                data: self.bytes("data")?,
+                eof: self.flag("eof")?,
+                error: match self.flag("error option")? {
+                    false => None,
+                    true => Some(self.string("error")?),
+                },
+            },
             0x0e => ClientOp::JobEnded {
                 node: self.string("node")?,
                 job: self.u64("job")?,
@@ -1451,12 +1592,29 @@ impl<'a> Reader<'a> {
                 for _ in 0..n {
                     jobs.push(self.assignment()?);
                 }
+                let mut log_requests = Vec::new();
+                for _ in 0..self.count("log requests")? {
+                    log_requests.push(LogRequest {
+                        token: self.u64("token")?,
+                        job: self.u64("job")?,
+                        rank: self.u32("rank")?,
+                        stderr: self.flag("stderr")?,
+                        offset: self.u64("offset")?,
+                        max: self.u32("max")?,
+                    });
+                }
                 ClientResult::Assignments {
                     version,
                     in_service,
                     jobs,
+                    log_requests,
                 }
             }
+            0x0b => ClientResult::LogChunk {
+                offset: self.u64("offset")?,
+                data: self.bytes("data")?,
+                eof: self.flag("eof")?,
+            },
             tag => {
                 return Err(DecodeError::Tag {
                     what: "result",
@@ -1670,6 +1828,38 @@ mod tests {
             Just(ClientOp::JobList),
             any::<u64>().prop_map(|job| ClientOp::JobInfo { job }),
             Just(ClientOp::NodeList),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                any::<bool>(),
+                any::<u64>(),
+                any::<u32>()
+            )
+                .prop_map(|(job, rank, stderr, offset, max)| ClientOp::Logs {
+                    job,
+                    rank,
+                    stderr,
+                    offset,
+                    max
+                }),
+            (
+                text(),
+                any::<u64>(),
+                any::<u64>(),
+                vec(any::<u8>(), 0..8),
+                any::<bool>(),
+                proptest::option::of(text())
+            )
+                .prop_map(|(node, token, offset, data, eof, error)| {
+                    ClientOp::LogData {
+                        node,
+                        token,
+                        offset,
+                        data,
+                        eof,
+                        error,
+                    }
+                }),
             (text(), any::<u64>(), proptest::option::of(any::<i32>())).prop_map(
                 |(node, job, code)| ClientOp::JobEnded {
                     node,
@@ -1819,13 +2009,42 @@ mod tests {
             (any::<u64>(), text()).prop_map(|(id, addr)| ClientResult::Leader { id, addr }),
             vec(job_info(), 0..3).prop_map(|jobs| ClientResult::JobList { jobs }),
             vec(node_info(), 0..3).prop_map(|nodes| ClientResult::NodeList { nodes }),
-            (any::<u64>(), any::<bool>(), vec(assignment(), 0..3)).prop_map(
-                |(version, in_service, jobs)| ClientResult::Assignments {
-                    version,
-                    in_service,
-                    jobs,
-                }
-            ),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                vec(assignment(), 0..3),
+                vec(
+                    (
+                        any::<u64>(),
+                        any::<u64>(),
+                        any::<u32>(),
+                        any::<bool>(),
+                        any::<u64>(),
+                        any::<u32>()
+                    ),
+                    0..3
+                )
+            )
+                .prop_map(|(version, in_service, jobs, reqs)| {
+                    ClientResult::Assignments {
+                        version,
+                        in_service,
+                        jobs,
+                        log_requests: reqs
+                            .into_iter()
+                            .map(|(token, job, rank, stderr, offset, max)| LogRequest {
+                                token,
+                                job,
+                                rank,
+                                stderr,
+                                offset,
+                                max,
+                            })
+                            .collect(),
+                    }
+                }),
+            (any::<u64>(), vec(any::<u8>(), 0..8), any::<bool>())
+                .prop_map(|(offset, data, eof)| ClientResult::LogChunk { offset, data, eof }),
         ]
     }
 
