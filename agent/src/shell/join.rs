@@ -130,8 +130,11 @@ fn client(cfg: &JoinConfig) -> anyhow::Result<ClusterClient> {
     Ok(client)
 }
 
-async fn register(client: &mut ClusterClient, node: &str) -> anyhow::Result<()> {
-    let op = ClientOp::RegisterNode { node: node.into() };
+async fn register(client: &mut ClusterClient, node: &str, gpus: &[String]) -> anyhow::Result<()> {
+    let op = ClientOp::AgentRegister {
+        node: node.into(),
+        gpus: gpus.to_vec(),
+    };
     match client.call(op).await {
         Ok(ClientResult::Ok) => Ok(()),
         Ok(ClientResult::Error { message, .. }) => anyhow::bail!("registering {node}: {message}"),
@@ -214,11 +217,17 @@ pub async fn serve(
     mut runner: Runner,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let gpus: Vec<String> = runner
+        .inventory()
+        .gpus
+        .iter()
+        .map(|g| g.name.clone())
+        .collect();
     let mut sync_client = client(&cfg)?;
     let report_client = client(&cfg)?;
     // The first registration must succeed: a wrong certificate or an unknown node is a
     // configuration error, said once, not retried forever.
-    register(&mut sync_client, &cfg.node).await?;
+    register(&mut sync_client, &cfg.node, &gpus).await?;
     eprintln!(
         "sovra-agent: node {} joined ({} GPUs{})",
         cfg.node,
@@ -253,7 +262,7 @@ pub async fn serve(
                         known = version;
                         if !in_service {
                             // Failed while it was cut off (or never up): come back.
-                            if let Err(e) = register(&mut c, &cfg.node).await {
+                            if let Err(e) = register(&mut c, &cfg.node, &gpus).await {
                                 tracing::warn!("{e:#}");
                             }
                         }

@@ -72,6 +72,7 @@ fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
     match op {
         ClientOp::Leader => Ok(()),
         ClientOp::RegisterNode { node }
+        | ClientOp::AgentRegister { node, .. }
         | ClientOp::AgentSync { node, .. }
         | ClientOp::JobStarted { node, .. }
         | ClientOp::JobEnded { node, .. }
@@ -205,6 +206,10 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
             stderr: *stderr,
             offset: *offset,
             max: *max,
+        },
+        ClientOp::AgentRegister { node, gpus } => Op::AgentRegister {
+            node: node.clone(),
+            gpus: gpus.clone(),
         },
         ClientOp::LogData {
             node,

@@ -143,6 +143,13 @@ pub enum Op {
         /// Most bytes.
         max: u32,
     },
+    /// An agent registers its node with the GPU models it found.
+    AgentRegister {
+        /// The node.
+        node: String,
+        /// Model name of each GPU found, in index order.
+        gpus: Vec<String>,
+    },
     /// An agent's answer to a log request.
     LogData {
         /// The agent's node.
@@ -900,6 +907,13 @@ impl<S: LogStore> Replica<S> {
                 self.agents.log_request(node, request, now_ms);
                 Ok(())
             }
+            Op::AgentRegister { node, gpus } => {
+                if let Err(why) = self.check_inventory(&node, &gpus) {
+                    self.reject(token, why);
+                    return;
+                }
+                self.propose_command(token, &Command::RegisterNode { node }, false, now_ms)
+            }
             Op::LogData {
                 node,
                 token: request,
@@ -965,6 +979,36 @@ impl<S: LogStore> Replica<S> {
                 .push((token, Reply::NotLeader { leader }));
         }
         self.after_input();
+    }
+
+    /// Checks the GPUs an agent found against the node's GPUs in the inventory: the same
+    /// count, and each found name naming the inventory's model (NVML says `NVIDIA H100 80GB
+    /// HBM3` for an inventory's `H100`).
+    fn check_inventory(&self, node: &str, found: &[String]) -> Result<(), String> {
+        let topology = self.sm.topology();
+        let id = topology
+            .node_by_name(node)
+            .ok_or_else(|| format!("unknown node {node:?}"))?;
+        let n = topology.node(id);
+        let want = n.gpus.len();
+        let model = n
+            .model
+            .map(|m| topology.model(m).name.clone())
+            .unwrap_or_default();
+        if found.len() != want {
+            return Err(format!(
+                "node {node}: the inventory declares {want} {model} GPUs, the agent found {}",
+                found.len()
+            ));
+        }
+        let norm = |s: &str| s.to_ascii_lowercase().replace(['-', ' ', '_'], "");
+        let key = norm(&model);
+        if let Some(bad) = found.iter().find(|g| !norm(g).contains(&key)) {
+            return Err(format!(
+                "node {node}: the inventory declares {model} GPUs, the agent found {bad:?}"
+            ));
+        }
+        Ok(())
     }
 
     /// Checks that `job` has a member on `node`: its state, and whether that node holds the

@@ -39,6 +39,7 @@
 //! | `0x10` | `JobInfo`      | `u64 job`                        |
 //! | `0x11` | `NodeList`     |                                  |
 //! | `0x12` | `Logs`         | `u64 job, u32 rank, bool stderr, u64 offset, u32 max` |
+//! | `0x14` | `AgentRegister`| `str node, u32 n, n × str gpu model` |
 //! | `0x13` | `LogData`      | `str node, u64 token, u64 offset, bytes data, bool eof, …` |
 //!
 //! | result | [`ClientResult`] | fields                                  |
@@ -285,6 +286,14 @@ pub enum ClientOp {
         /// Most bytes to return (at most [`LOG_CHUNK_MAX`]).
         max: u32,
     },
+    /// An agent registers its node with the GPUs it found (NVML names, or simulated ones):
+    /// refused when they do not match the node's GPUs in the inventory.
+    AgentRegister {
+        /// The agent's node.
+        node: String,
+        /// Model name of each GPU, in index order.
+        gpus: Vec<String>,
+    },
     /// An agent's answer to a log request.
     LogData {
         /// The agent's node.
@@ -458,6 +467,7 @@ impl ClientOp {
             ClientOp::NodeList => "list nodes".into(),
             ClientOp::Logs { job, .. } => format!("read the output of job {job}"),
             ClientOp::LogData { node, .. } => format!("send output as the agent of node {node}"),
+            ClientOp::AgentRegister { node, .. } => format!("register node {node}"),
         }
     }
 }
@@ -998,6 +1008,14 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_u64(out, *offset);
             put_u32(out, *max);
         }
+        ClientOp::AgentRegister { node, gpus } => {
+            put_u8(out, 0x14);
+            put_str(out, node);
+            put_count(out, gpus.len());
+            for g in gpus {
+                put_str(out, g);
+            }
+        }
         ClientOp::LogData {
             node,
             token,
@@ -1504,6 +1522,14 @@ impl<'a> Reader<'a> {
                 offset: self.u64("offset")?,
                 max: self.u32("max")?,
             },
+            0x14 => {
+                let node = self.string("node")?;
+                let mut gpus = Vec::new();
+                for _ in 0..self.count("gpus")? {
+                    gpus.push(self.string("gpu model")?);
+                }
+                ClientOp::AgentRegister { node, gpus }
+            }
             0x13 => ClientOp::LogData {
                 node: self.string("node")?,
                 token: self.u64("token")?,
@@ -1828,6 +1854,8 @@ mod tests {
             Just(ClientOp::JobList),
             any::<u64>().prop_map(|job| ClientOp::JobInfo { job }),
             Just(ClientOp::NodeList),
+            (text(), vec(text(), 0..3))
+                .prop_map(|(node, gpus)| ClientOp::AgentRegister { node, gpus }),
             (
                 any::<u64>(),
                 any::<u32>(),

@@ -790,6 +790,32 @@ fn agent_certificates_speak_only_for_their_node() {
             Ok(ClientResult::Ok),
             "replica {replica}"
         );
+        // Registering with the GPUs found: they must match the inventory (8 H100 here).
+        let found = |n: usize, name: &str| ClientOp::AgentRegister {
+            node: "syd1-n1".into(),
+            gpus: vec![name.to_string(); n],
+        };
+        assert_eq!(
+            cluster.call(&mut agent, found(8, "NVIDIA H100 80GB HBM3")),
+            Ok(ClientResult::Ok)
+        );
+        for (op, why) in [
+            (
+                found(4, "NVIDIA H100 80GB HBM3"),
+                "declares 8 H100 GPUs, the agent found 4",
+            ),
+            (
+                found(8, "NVIDIA A100-SXM4-80GB"),
+                "declares H100 GPUs, the agent found",
+            ),
+        ] {
+            match cluster.call(&mut agent, op) {
+                Ok(ClientResult::Error { message, .. }) => {
+                    assert!(message.contains(why), "{message}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         for op in [
             ClientOp::RegisterNode {
                 node: "syd1-n2".into(),
