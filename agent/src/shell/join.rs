@@ -8,7 +8,7 @@
 //! scheduler failover costs one poll, never a stray or a missing task. Stopping the agent
 //! leaves its tasks running; the next agent adopts them (see [`super::runner`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,8 +63,8 @@ fn report_op(node: &str, report: &Report) -> Option<ClientOp> {
     }
 }
 
-/// The tasks of `jobs` that run on `node`, as runner assignments.
-fn desired(node: &str, jobs: &[wire::Assignment]) -> Vec<Assignment> {
+/// The tasks of `jobs` that run on `node`, as runner assignments with the job's attempt.
+fn desired(node: &str, jobs: &[wire::Assignment]) -> Vec<(Assignment, u32)> {
     let mut out = Vec::new();
     for a in jobs {
         let members: Vec<Member> = a
@@ -84,28 +84,62 @@ fn desired(node: &str, jobs: &[wire::Assignment]) -> Vec<Assignment> {
             if name != node {
                 continue;
             }
-            out.push(Assignment {
-                task: TaskId::new(a.job, rank as u32),
-                name: a.name.clone(),
-                tenant: a.tenant.clone(),
-                time_limit_ms: a.time_limit_ms,
-                members: members.clone(),
-                command: Command {
-                    argv: a.argv.clone(),
-                    env: a.env.clone(),
-                    cwd: (!a.workdir.is_empty()).then(|| a.workdir.clone()),
+            out.push((
+                Assignment {
+                    task: TaskId::new(a.job, rank as u32),
+                    name: a.name.clone(),
+                    tenant: a.tenant.clone(),
+                    time_limit_ms: a.time_limit_ms,
+                    members: members.clone(),
+                    command: Command {
+                        argv: a.argv.clone(),
+                        env: a.env.clone(),
+                        cwd: (!a.workdir.is_empty()).then(|| a.workdir.clone()),
+                    },
                 },
-            });
+                a.attempt,
+            ));
         }
     }
     out
 }
 
+/// Which attempt of each task this agent has run to its end, so that a list computed before
+/// the scheduler applied the end (level-triggered lists can lag a report) never starts the
+/// same attempt again once the runner has forgotten it. A requeued job is a new attempt.
+#[derive(Default)]
+struct Ran {
+    /// The attempt of each task as last assigned.
+    assigned: BTreeMap<TaskId, u32>,
+    /// The attempt each task finished.
+    finished: BTreeMap<TaskId, u32>,
+}
+
+impl Ran {
+    /// The assignments to hand to the runner: all but attempts that already ended here.
+    fn fresh(&mut self, want: Vec<(Assignment, u32)>) -> Vec<Assignment> {
+        let mut out = Vec::new();
+        for (assignment, attempt) in want {
+            if self.finished.get(&assignment.task) == Some(&attempt) {
+                continue; // Ended here; the scheduler has not applied it yet.
+            }
+            self.assigned.insert(assignment.task, attempt);
+            out.push(assignment);
+        }
+        out
+    }
+
+    fn finished(&mut self, task: TaskId) {
+        let attempt = self.assigned.get(&task).copied().unwrap_or(0);
+        self.finished.insert(task, attempt);
+    }
+}
+
 /// Brings the runner to the assignments: starts new tasks, cancels those no longer assigned.
-fn reconcile(runner: &mut Runner, node: &str, jobs: &[wire::Assignment]) {
+fn reconcile(runner: &mut Runner, ran: &mut Ran, node: &str, jobs: &[wire::Assignment]) {
     let want = desired(node, jobs);
-    let wanted: BTreeSet<TaskId> = want.iter().map(|a| a.task).collect();
-    for assignment in want {
+    let wanted: BTreeSet<TaskId> = want.iter().map(|(a, _)| a.task).collect();
+    for assignment in ran.fresh(want) {
         let task = assignment.task;
         if let crate::core::lifecycle::Assigned::Rejected(why) = runner.assign(assignment) {
             tracing::warn!(%task, "assignment refused: {why}");
@@ -116,6 +150,9 @@ fn reconcile(runner: &mut Runner, node: &str, jobs: &[wire::Assignment]) {
             runner.cancel(info.task);
         }
     }
+    // Tasks the scheduler no longer lists need no memory.
+    ran.finished.retain(|t, _| wanted.contains(t));
+    ran.assigned.retain(|t, _| wanted.contains(t));
 }
 
 fn client(cfg: &JoinConfig) -> anyhow::Result<ClusterClient> {
@@ -239,6 +276,7 @@ pub async fn serve(
         }
     );
     let mut known = 0;
+    let mut ran = Ran::default();
     let mut sync: Option<Sync> = Some(spawn_sync(sync_client, cfg.node.clone(), 0, cfg.wait));
     let mut idle_report_client = Some(report_client);
     let mut sent: Option<Sent> = None;
@@ -258,7 +296,7 @@ pub async fn serve(
                             let path = if request.stderr { err } else { out };
                             spawn_log_answer(&cfg, path, request);
                         }
-                        reconcile(&mut runner, &cfg.node, &jobs);
+                        reconcile(&mut runner, &mut ran, &cfg.node, &jobs);
                         known = version;
                         if !in_service {
                             // Failed while it was cut off (or never up): come back.
@@ -310,6 +348,9 @@ pub async fn serve(
             runner.poll_delay()
         };
         while let Some(report) = runner.poll_report() {
+            if matches!(report.status, Status::Finished(_)) {
+                ran.finished(report.task);
+            }
             pending.push(report);
         }
         if sent.is_none() {
@@ -334,4 +375,51 @@ pub async fn serve(
         task.abort();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(job: u64, attempt: u32) -> wire::Assignment {
+        wire::Assignment {
+            job,
+            name: "j".into(),
+            tenant: "t".into(),
+            running: true,
+            attempt,
+            cpu_milli: 1000,
+            memory_mib: 1024,
+            time_limit_ms: None,
+            argv: vec!["true".into()],
+            env: Vec::new(),
+            workdir: String::new(),
+            members: vec![
+                ("a".into(), sovra_fabric::GpuTake::None),
+                ("b".into(), sovra_fabric::GpuTake::None),
+                ("a".into(), sovra_fabric::GpuTake::None),
+            ],
+        }
+    }
+
+    #[test]
+    fn only_this_nodes_ranks_are_desired() {
+        let want = desired("a", &[listed(7, 0)]);
+        let tasks: Vec<TaskId> = want.iter().map(|(a, _)| a.task).collect();
+        assert_eq!(tasks, [TaskId::new(7, 0), TaskId::new(7, 2)]);
+        assert_eq!(want[0].0.members.len(), 3);
+    }
+
+    /// A list that lags the end report must not start the same attempt again; a requeue
+    /// (next attempt) must.
+    #[test]
+    fn an_ended_attempt_is_never_started_again() {
+        let mut ran = Ran::default();
+        let first = ran.fresh(desired("b", &[listed(7, 0)]));
+        assert_eq!(first.len(), 1);
+        ran.finished(TaskId::new(7, 1));
+        assert!(ran.fresh(desired("b", &[listed(7, 0)])).is_empty());
+        let again = ran.fresh(desired("b", &[listed(7, 1)]));
+        assert_eq!(again.len(), 1, "a requeued job runs again");
+    }
 }

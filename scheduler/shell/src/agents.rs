@@ -158,6 +158,7 @@ impl Agents {
                 name: r.spec.name.clone(),
                 tenant: r.spec.tenant.clone(),
                 running,
+                attempt: r.restarts,
                 cpu_milli: r.spec.cpu_milli,
                 memory_mib: r.spec.memory_mib,
                 time_limit_ms: r.spec.time_limit_ms,

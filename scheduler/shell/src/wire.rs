@@ -56,7 +56,7 @@
 //! | `0x0a` | `NodeList`       | `u32 n, n × node info`                  |
 //! | `0x0b` | `LogChunk`       | `u64 offset, bytes data, bool eof`      |
 //!
-//! An assignment is `u64 job, str name, str tenant, bool running, u64 cpu_milli,
+//! An assignment is `u64 job, str name, str tenant, bool running, u32 attempt, u64 cpu_milli,
 //! u64 memory_mib, option<u64> time_limit_ms, u32 n, n × str argv, u32 n, n × (str, str) env,
 //! str workdir, u32 n, n × (str node, gpu take)` (members in rank order); a gpu take is a tag
 //! byte: `0` none, `1 u32 mask` whole GPUs, `2 u8 local, u16 milli` a share, `3 u8 local,
@@ -424,6 +424,9 @@ pub struct Assignment {
     pub tenant: String,
     /// Whether the job was reported started.
     pub running: bool,
+    /// How many times the job was requeued: a new attempt is a new run, even of a task the
+    /// agent has finished before.
+    pub attempt: u32,
     /// CPU per member.
     pub cpu_milli: u64,
     /// Memory per member.
@@ -1154,6 +1157,7 @@ fn put_assignment(out: &mut Vec<u8>, a: &Assignment) {
     put_str(out, &a.name);
     put_str(out, &a.tenant);
     put_bool(out, a.running);
+    put_u32(out, a.attempt);
     put_u64(out, a.cpu_milli);
     put_u64(out, a.memory_mib);
     match a.time_limit_ms {
@@ -1427,6 +1431,7 @@ impl<'a> Reader<'a> {
         let name = self.string("name")?;
         let tenant = self.string("tenant")?;
         let running = self.flag("running")?;
+        let attempt = self.u32("attempt")?;
         let cpu_milli = self.u64("cpu_milli")?;
         let memory_mib = self.u64("memory_mib")?;
         let time_limit_ms = match self.flag("time limit option")? {
@@ -1451,6 +1456,7 @@ impl<'a> Reader<'a> {
             name,
             tenant,
             running,
+            attempt,
             cpu_milli,
             memory_mib,
             time_limit_ms,
@@ -1992,7 +1998,7 @@ mod tests {
 
     fn assignment() -> impl Strategy<Value = Assignment> {
         (
-            (any::<u64>(), text(), text(), any::<bool>()),
+            (any::<u64>(), text(), text(), any::<bool>(), any::<u32>()),
             (
                 any::<u64>(),
                 any::<u64>(),
@@ -2003,7 +2009,7 @@ mod tests {
         )
             .prop_map(
                 |(
-                    (job, name, tenant, running),
+                    (job, name, tenant, running, attempt),
                     (cpu_milli, memory_mib, time_limit_ms),
                     (argv, env, workdir),
                     members,
@@ -2012,6 +2018,7 @@ mod tests {
                     name,
                     tenant,
                     running,
+                    attempt,
                     cpu_milli,
                     memory_mib,
                     time_limit_ms,
