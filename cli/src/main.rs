@@ -21,6 +21,7 @@ use sovra_scheduler::core::state::StateMachine;
 mod demo;
 mod remote;
 mod report;
+mod slurm;
 
 /// Exit code: bad usage or invalid input.
 const EXIT_INVALID: u8 = 2;
@@ -188,6 +189,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The Slurm shim (`sbatch`, `squeue`, `scontrol`, ... as links to this binary).
+    #[command(subcommand)]
+    Slurm(SlurmCommand),
     /// A demo replica (started by `sovra demo`).
     #[command(hide = true)]
     DemoReplica {
@@ -219,6 +223,16 @@ enum Command {
     /// A task supervisor of a demo agent (the agent runtime re-executes its binary).
     #[command(hide = true)]
     Supervise { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum SlurmCommand {
+    /// Create `sbatch`, `srun`, `salloc`, `squeue`, `scancel`, `sinfo`, `scontrol` and `sacct`
+    /// in DIR as links to this binary (then `PATH=DIR:$PATH scontrol show hostnames 'n[1-3]'`).
+    InstallLinks {
+        /// Directory for the links (created).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,6 +294,18 @@ fn main() -> ExitCode {
     // SAFETY: setting a signal's disposition to the default has no preconditions.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // Invoked as a Slurm command (a link made by `sovra slurm install-links`)?
+    if let Some(command) = std::env::args_os()
+        .next()
+        .as_ref()
+        .and_then(slurm::command_of)
+    {
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return ExitCode::from(slurm::run(command, &args));
     }
     let cli = Cli::parse();
     match run(cli) {
@@ -456,6 +482,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 ClusterCommand::Remove { id } => ClientOp::RemoveNode { id },
             };
             remote::call(&conn, op)
+        }
+        Command::Slurm(SlurmCommand::InstallLinks { dir }) => {
+            let made = slurm::install_links(&dir).map_err(runtime)?;
+            for link in made {
+                println!("{link}");
+            }
+            Ok(0)
         }
         Command::Demo { dir, keep, json } => {
             demo::run(demo::DemoOptions { dir, keep, json }).map_err(runtime)

@@ -1,0 +1,253 @@
+//! The Slurm shim: the `sovra` binary acts as `sbatch`, `srun`, `salloc`, `squeue`,
+//! `scancel`, `sinfo`, `scontrol` and `sacct` when invoked under those names (symlinks made
+//! by `sovra slurm install-links DIR`).
+//!
+//! Built so far: the dispatch, the links, and the `scontrol` commands that need no cluster:
+//! `show hostnames`, `show hostlist` and `show hostlistsorted`, with Slurm 22.05's output,
+//! messages and exit codes (`scontrol/info_job.c`, `scontrol/scontrol.c`), over the hostlist
+//! algorithms of `sovra_fabric::slurm::hostlist`. The other commands say that they are not
+//! built yet and exit 1.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+
+use sovra_fabric::slurm::hostlist;
+
+/// The Slurm commands the shim answers to.
+pub const COMMANDS: [&str; 8] = [
+    "sbatch", "srun", "salloc", "squeue", "scancel", "sinfo", "scontrol", "sacct",
+];
+
+/// The Slurm command `argv0` names, if any (by its file name: `/usr/bin/sbatch` → `sbatch`).
+pub fn command_of(argv0: &OsString) -> Option<&'static str> {
+    let name = Path::new(argv0).file_name()?.to_str()?;
+    COMMANDS.iter().copied().find(|c| *c == name)
+}
+
+/// Runs `command` with its arguments (without argv[0]); returns the exit code.
+pub fn run(command: &str, args: &[String]) -> u8 {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let env_nodelist = std::env::var("SLURM_NODELIST").ok();
+    let (code, out, err) = match command {
+        "scontrol" => scontrol(args, env_nodelist.as_deref()),
+        other => (
+            1,
+            String::new(),
+            format!("{other}: error: sovra's {other} is not built yet; use the sovra CLI\n"),
+        ),
+    };
+    // A closed pipe is not an error worth a message (`scontrol show hostnames x | head`).
+    let _ = stdout.lock().write_all(out.as_bytes());
+    let _ = stderr.lock().write_all(err.as_bytes());
+    code
+}
+
+/// Slurm's keyword match: `word` abbreviates `keyword` in at least `min` characters
+/// (`xstrncasecmp(tag, keyword, MAX(tag_len, min))`).
+fn abbreviates(word: &str, keyword: &str, min: usize) -> bool {
+    let n = word.len().max(min);
+    word.len() <= keyword.len()
+        && n <= keyword.len()
+        && word.eq_ignore_ascii_case(&keyword[..word.len()])
+        && word.len() >= min
+}
+
+/// `scontrol`: (exit code, stdout, stderr).
+pub fn scontrol(args: &[String], env_nodelist: Option<&str>) -> (u8, String, String) {
+    // Options before the command (`-o`, `-d`, `-Q`, ...) change nothing for these commands.
+    let words: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .skip_while(|a| a.starts_with('-'))
+        .collect();
+    let Some(&command) = words.first() else {
+        return (
+            1,
+            String::new(),
+            "scontrol: error: sovra's interactive scontrol is not built yet\n".into(),
+        );
+    };
+    if !abbreviates(command, "show", 3) {
+        return (
+            1,
+            String::new(),
+            format!("scontrol: error: sovra's scontrol {command} is not built yet\n"),
+        );
+    }
+    let Some(&entity) = words.get(1) else {
+        return (
+            1,
+            String::new(),
+            "scontrol: error: sovra's scontrol show without an entity is not built yet\n".into(),
+        );
+    };
+    let value = words.get(2).copied();
+    if abbreviates(entity, "hostnames", 5) {
+        let Some(list) = value.or(env_nodelist) else {
+            return (
+                0,
+                String::new(),
+                "scontrol: error: host list is empty\n".into(),
+            );
+        };
+        return match hostlist::expand(list) {
+            Ok(hosts) => {
+                let mut out = String::new();
+                for h in hosts {
+                    out.push_str(&h);
+                    out.push('\n');
+                }
+                (0, out, String::new())
+            }
+            // scontrol reports the error but keeps exit code 0 here.
+            Err(_) => (0, String::new(), format!("Invalid hostlist: {list}\n")),
+        };
+    }
+    let sorted = if abbreviates(entity, "hostlist", 5) {
+        false
+    } else if abbreviates(entity, "hostlistsorted", 9) {
+        true
+    } else {
+        return (
+            1,
+            String::new(),
+            format!("scontrol: error: sovra's scontrol show {entity} is not built yet\n"),
+        );
+    };
+    let Some(arg) = value else {
+        return (1, String::new(), "invalid encode argument\n".into());
+    };
+    // A path names a file of hostnames, one per line (at most 1 MiB).
+    let list = if arg.starts_with('/') {
+        match std::fs::read(arg) {
+            Err(_) => return (1, String::new(), format!("Can not open {arg}\n")),
+            Ok(bytes) if bytes.len() >= 1024 * 1024 => {
+                return (1, String::new(), format!("File {arg} is too large\n"))
+            }
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes).replace('\n', ",");
+                let mut out = String::with_capacity(text.len());
+                for c in text.chars() {
+                    if !(c == ',' && out.ends_with(',')) {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+        }
+    } else {
+        arg.to_string()
+    };
+    match hostlist::expand(&list) {
+        Ok(hosts) => {
+            let ranged = if sorted {
+                hostlist::compress_sorted(&hosts)
+            } else {
+                hostlist::compress(&hosts)
+            };
+            (0, format!("{ranged}\n"), String::new())
+        }
+        Err(_) => (1, String::new(), format!("Invalid hostlist: {list}\n")),
+    }
+}
+
+/// `sovra slurm install-links DIR`: a symlink to this binary for each Slurm command.
+/// Existing links are replaced; any other file of those names is left alone (an error).
+pub fn install_links(dir: &Path) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("cannot find the sovra executable")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut made = Vec::new();
+    for name in COMMANDS {
+        let link = dir.join(name);
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&link)
+                .with_context(|| format!("cannot replace {}", link.display()))?,
+            Ok(_) => anyhow::bail!(
+                "{} exists and is not a link; not replacing it",
+                link.display()
+            ),
+            Err(_) => {}
+        }
+        std::os::unix::fs::symlink(&exe, &link)
+            .with_context(|| format!("cannot create {}", link.display()))?;
+        made.push(link.display().to_string());
+    }
+    Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sc(args: &[&str]) -> (u8, String, String) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        scontrol(&args, None)
+    }
+
+    #[test]
+    fn keywords_abbreviate_as_in_slurm() {
+        assert!(abbreviates("hostn", "hostnames", 5));
+        assert!(abbreviates("HOSTNAMES", "hostnames", 5));
+        assert!(!abbreviates("host", "hostnames", 5));
+        assert!(abbreviates("hostlist", "hostlist", 5));
+        assert!(!abbreviates("hostlistsorted", "hostlist", 5));
+        assert!(abbreviates("hostlists", "hostlistsorted", 9));
+        assert!(abbreviates("sho", "show", 3));
+        assert!(!abbreviates("sh", "show", 3));
+    }
+
+    #[test]
+    fn show_hostnames_hostlist_and_hostlistsorted() {
+        assert_eq!(
+            sc(&["show", "hostnames", "tux[1-3],gpu07"]),
+            (0, "tux1\ntux2\ntux3\ngpu07\n".into(), String::new())
+        );
+        assert_eq!(
+            sc(&["show", "hostlist", "n3,n1,n2,n1"]),
+            (0, "n[3,1-2,1]\n".into(), String::new())
+        );
+        assert_eq!(
+            sc(&["show", "hostlistsorted", "n3,n1,n2,n10"]),
+            (0, "n[1-3,10]\n".into(), String::new())
+        );
+        assert_eq!(
+            sc(&["show", "hostnames", "tux[1-"]),
+            (0, String::new(), "Invalid hostlist: tux[1-\n".into())
+        );
+        assert_eq!(
+            sc(&["show", "hostlist", "tux[1-"]),
+            (1, String::new(), "Invalid hostlist: tux[1-\n".into())
+        );
+        assert_eq!(
+            sc(&["show", "hostlist"]),
+            (1, String::new(), "invalid encode argument\n".into())
+        );
+        assert_eq!(
+            sc(&["show", "hostnames"]),
+            (
+                0,
+                String::new(),
+                "scontrol: error: host list is empty\n".into()
+            )
+        );
+        let args = vec!["show".to_string(), "hostnames".to_string()];
+        assert_eq!(scontrol(&args, Some("a[1-2]")).1, "a1\na2\n");
+    }
+
+    #[test]
+    fn hostlist_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "n2\nn1\n\nn3\n").unwrap();
+        let p = path.display().to_string();
+        assert_eq!(sc(&["show", "hostlistsorted", &p]).1, "n[1-3]\n");
+        let missing = dir.path().join("none").display().to_string();
+        assert_eq!(
+            sc(&["show", "hostlist", &missing]),
+            (1, String::new(), format!("Can not open {missing}\n"))
+        );
+    }
+}
