@@ -108,6 +108,9 @@ enum Command {
         /// One JSON object per job.
         #[arg(long)]
         json: bool,
+        /// Include ended jobs (by default, like squeue, only pending, placed and running).
+        #[arg(long, short = 'a')]
+        all: bool,
         #[command(flatten)]
         conn: remote::Conn,
     },
@@ -436,7 +439,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 },
             )
         }
-        Command::Jobs { json, conn } => match remote::query(&conn, ClientOp::JobList)? {
+        Command::Jobs { json, all, conn } => match remote::query(&conn, ClientOp::JobList { all })?
+        {
             ClientResult::JobList { jobs } => {
                 remote::print_jobs(&jobs, json);
                 Ok(0)

@@ -346,8 +346,10 @@ fn jobs_run_with_their_environment_and_end_by_cancel_or_time_limit() {
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
+    // Like squeue, the default list holds only live jobs.
+    assert_eq!(cli(&["jobs", "--json"]), "");
     let listed: serde_json::Value =
-        serde_json::from_str(cli(&["jobs", "--json"]).trim()).expect("one JSON job");
+        serde_json::from_str(cli(&["jobs", "--all", "--json"]).trim()).expect("one JSON job");
     assert_eq!(listed["job"], id);
     assert_eq!(listed["state"], "CD");
     assert_eq!(listed["exit_code"], 0);

@@ -191,7 +191,7 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
         }
         ClientOp::RemoveNode { id } => Op::RemoveNode { id: *id },
         ClientOp::Leader => Op::Leader,
-        ClientOp::JobList => Op::JobList,
+        ClientOp::JobList { all } => Op::JobList { all: *all },
         ClientOp::JobInfo { job } => Op::JobInfo { job: JobId(*job) },
         ClientOp::NodeList => Op::NodeList,
         ClientOp::Logs {

@@ -121,8 +121,11 @@ pub enum Op {
     },
     /// Who leads.
     Leader,
-    /// Every job, structured (linearizable).
-    JobList,
+    /// Jobs, structured (linearizable): live ones, or all with `all`.
+    JobList {
+        /// Include ended jobs.
+        all: bool,
+    },
     /// One job, structured (linearizable).
     JobInfo {
         /// Job.
@@ -299,7 +302,7 @@ enum Waiting {
 enum ReadOp {
     Status(JobId),
     Jobs,
-    JobList,
+    JobList { all: bool },
     JobInfo(JobId),
     NodeList,
 }
@@ -794,8 +797,8 @@ impl<S: LogStore> Replica<S> {
                 self.read(token, ReadOp::Jobs);
                 Ok(())
             }
-            Op::JobList => {
-                self.read(token, ReadOp::JobList);
+            Op::JobList { all } => {
+                self.read(token, ReadOp::JobList { all });
                 Ok(())
             }
             Op::JobInfo { job } => {
@@ -1613,9 +1616,13 @@ impl<S: LogStore> Replica<S> {
                         self.sm.jobs().map(|r| render_job(&self.sm, r)).collect();
                     Reply::Jobs(lines.join("\n"))
                 }
-                ReadOp::JobList => {
-                    Reply::JobList(self.sm.jobs().map(|r| job_info(&self.sm, r)).collect())
-                }
+                ReadOp::JobList { all } => Reply::JobList(
+                    self.sm
+                        .jobs()
+                        .filter(|r| all || !r.state.is_terminal())
+                        .map(|r| job_info(&self.sm, r))
+                        .collect(),
+                ),
                 ReadOp::JobInfo(job) => match self.sm.job(job) {
                     Some(r) => Reply::JobList(vec![job_info(&self.sm, r)]),
                     None => Reply::Rejected(format!("unknown job {job}")),

@@ -35,7 +35,7 @@
 //! | `0x0c` | `AgentSync`    | `str node, u64 known, u32 wait_ms` |
 //! | `0x0d` | `JobStarted`   | `str node, u64 job`              |
 //! | `0x0e` | `JobEnded`     | `str node, u64 job, u8 how [, i32 code]` |
-//! | `0x0f` | `JobList`      |                                  |
+//! | `0x0f` | `JobList`      | `bool all`                       |
 //! | `0x10` | `JobInfo`      | `u64 job`                        |
 //! | `0x11` | `NodeList`     |                                  |
 //! | `0x12` | `Logs`         | `u64 job, u32 rank, bool stderr, u64 offset, u32 max` |
@@ -264,8 +264,12 @@ pub enum ClientOp {
         /// The job.
         job: u64,
     },
-    /// Every job, structured (linearizable read).
-    JobList,
+    /// Jobs, structured (linearizable read): those pending, placed or running, as squeue
+    /// shows them, or with `all` the ended ones too.
+    JobList {
+        /// Include ended jobs.
+        all: bool,
+    },
     /// One job, structured (linearizable read).
     JobInfo {
         /// The job id.
@@ -465,7 +469,7 @@ impl ClientOp {
             ClientOp::JobEnded { node, job, .. } => {
                 format!("report job {job} ended on node {node}")
             }
-            ClientOp::JobList => "list jobs".into(),
+            ClientOp::JobList { .. } => "list jobs".into(),
             ClientOp::JobInfo { job } => format!("read job {job}"),
             ClientOp::NodeList => "list nodes".into(),
             ClientOp::Logs { job, .. } => format!("read the output of job {job}"),
@@ -991,7 +995,10 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_str(out, node);
             put_u64(out, *job);
         }
-        ClientOp::JobList => put_u8(out, 0x0f),
+        ClientOp::JobList { all } => {
+            put_u8(out, 0x0f);
+            put_bool(out, *all);
+        }
         ClientOp::JobInfo { job } => {
             put_u8(out, 0x10);
             put_u64(out, *job);
@@ -1516,7 +1523,9 @@ impl<'a> Reader<'a> {
                 node: self.string("node")?,
                 job: self.u64("job")?,
             },
-            0x0f => ClientOp::JobList,
+            0x0f => ClientOp::JobList {
+                all: self.flag("all")?,
+            },
             0x10 => ClientOp::JobInfo {
                 job: self.u64("job")?,
             },
@@ -1857,7 +1866,7 @@ mod tests {
                 }
             }),
             (text(), any::<u64>()).prop_map(|(node, job)| ClientOp::JobStarted { node, job }),
-            Just(ClientOp::JobList),
+            any::<bool>().prop_map(|all| ClientOp::JobList { all }),
             any::<u64>().prop_map(|job| ClientOp::JobInfo { job }),
             Just(ClientOp::NodeList),
             (text(), vec(text(), 0..3))
