@@ -248,6 +248,36 @@ fn spawn_log_answer(cfg: &JoinConfig, path: std::path::PathBuf, request: wire::L
     });
 }
 
+/// Critical XIDs not yet reported, as problem lines; remembers what it returned.
+fn new_xids(
+    watcher: &crate::shell::nvml::XidWatcher,
+    reported: &mut BTreeMap<String, u64>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (uuid, xid) in watcher.last_xids() {
+        if reported.get(&uuid) != Some(&xid) {
+            problems.push(format!("GPU {uuid}: critical XID {xid}"));
+            reported.insert(uuid, xid);
+        }
+    }
+    problems
+}
+
+/// Reports problems on its own connection; the leader drains the node.
+fn spawn_health_report(cfg: &JoinConfig, problems: Vec<String>) {
+    let node = cfg.node.clone();
+    let Ok(mut client) = client(cfg) else { return };
+    tokio::spawn(async move {
+        eprintln!(
+            "sovra-agent: node {node} unhealthy: {}",
+            problems.join("; ")
+        );
+        if let Err(e) = client.call(ClientOp::AgentHealth { node, problems }).await {
+            tracing::warn!("reporting health: {e}");
+        }
+    });
+}
+
 /// Runs the agent until `stop` completes. Tasks keep running after it returns.
 pub async fn serve(
     cfg: JoinConfig,
@@ -277,6 +307,20 @@ pub async fn serve(
     );
     let mut known = 0;
     let mut ran = Ran::default();
+    // Real GPUs: follow critical XIDs and report them (the leader drains the node).
+    let xids = if runner.inventory().simulated || runner.inventory().gpus.is_empty() {
+        None
+    } else {
+        match crate::shell::nvml::XidWatcher::start() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("no GPU health events: {e}");
+                None
+            }
+        }
+    };
+    let mut xids_reported = BTreeMap::new();
+    let mut health_checked = std::time::Instant::now();
     let mut sync: Option<Sync> = Some(spawn_sync(sync_client, cfg.node.clone(), 0, cfg.wait));
     let mut idle_report_client = Some(report_client);
     let mut sent: Option<Sent> = None;
@@ -336,6 +380,15 @@ pub async fn serve(
             () = tokio::time::sleep(delay) => {}
         }
         runner.poll();
+        if let Some(w) = &xids {
+            if health_checked.elapsed() >= Duration::from_secs(1) {
+                health_checked = std::time::Instant::now();
+                let problems = new_xids(w, &mut xids_reported);
+                if !problems.is_empty() {
+                    spawn_health_report(&cfg, problems);
+                }
+            }
+        }
         // A task being started is checked often, so its start is reported at once; otherwise
         // the runner says when it next needs a look.
         let starting = runner

@@ -58,6 +58,7 @@ fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
         Role::Client { user } => {
             return match op {
                 ClientOp::AgentSync { .. }
+                | ClientOp::AgentHealth { .. }
                 | ClientOp::JobStarted { .. }
                 | ClientOp::JobEnded { .. }
                 | ClientOp::LogData { .. } => Err(format!(
@@ -73,6 +74,7 @@ fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
         ClientOp::Leader => Ok(()),
         ClientOp::RegisterNode { node }
         | ClientOp::AgentRegister { node, .. }
+        | ClientOp::AgentHealth { node, .. }
         | ClientOp::AgentSync { node, .. }
         | ClientOp::JobStarted { node, .. }
         | ClientOp::JobEnded { node, .. }
@@ -206,6 +208,10 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
             stderr: *stderr,
             offset: *offset,
             max: *max,
+        },
+        ClientOp::AgentHealth { node, problems } => Op::AgentHealth {
+            node: node.clone(),
+            problems: problems.clone(),
         },
         ClientOp::AgentRegister { node, gpus } => Op::AgentRegister {
             node: node.clone(),

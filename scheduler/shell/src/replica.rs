@@ -146,6 +146,13 @@ pub enum Op {
         /// Most bytes.
         max: u32,
     },
+    /// An agent reports its node unhealthy: drain it.
+    AgentHealth {
+        /// The node.
+        node: String,
+        /// What is wrong.
+        problems: Vec<String>,
+    },
     /// An agent registers its node with the GPU models it found.
     AgentRegister {
         /// The node.
@@ -909,6 +916,24 @@ impl<S: LogStore> Replica<S> {
                 };
                 self.agents.log_request(node, request, now_ms);
                 Ok(())
+            }
+            Op::AgentHealth { node, problems } => {
+                let Some(id) = self.sm.topology().node_by_name(&node) else {
+                    self.reject(token, format!("unknown node {node:?}"));
+                    return;
+                };
+                // Drain once: an already drained (or down) node stays as it is.
+                let up = self.sm.node_state(id) == sovra_scheduler::core::state::NodeState::Up;
+                if problems.is_empty() || !up {
+                    self.output.replies.push((token, Reply::Ok));
+                    return;
+                }
+                tracing::warn!(
+                    node,
+                    ?problems,
+                    "agent reports the node unhealthy; draining"
+                );
+                self.propose_command(token, &Command::Drain { node }, false, now_ms)
             }
             Op::AgentRegister { node, gpus } => {
                 if let Err(why) = self.check_inventory(&node, &gpus) {

@@ -40,6 +40,7 @@
 //! | `0x11` | `NodeList`     |                                  |
 //! | `0x12` | `Logs`         | `u64 job, u32 rank, bool stderr, u64 offset, u32 max` |
 //! | `0x14` | `AgentRegister`| `str node, u32 n, n × str gpu model` |
+//! | `0x15` | `AgentHealth`  | `str node, u32 n, n × str problem` |
 //! | `0x13` | `LogData`      | `str node, u64 token, u64 offset, bytes data, bool eof, …` |
 //!
 //! | result | [`ClientResult`] | fields                                  |
@@ -298,6 +299,14 @@ pub enum ClientOp {
         /// Model name of each GPU, in index order.
         gpus: Vec<String>,
     },
+    /// An agent reports its node unhealthy (a GPU's critical XID, ...): the leader drains it,
+    /// so running jobs finish but nothing new lands there until an operator resumes it.
+    AgentHealth {
+        /// The agent's node.
+        node: String,
+        /// What is wrong, one line each.
+        problems: Vec<String>,
+    },
     /// An agent's answer to a log request.
     LogData {
         /// The agent's node.
@@ -475,6 +484,7 @@ impl ClientOp {
             ClientOp::Logs { job, .. } => format!("read the output of job {job}"),
             ClientOp::LogData { node, .. } => format!("send output as the agent of node {node}"),
             ClientOp::AgentRegister { node, .. } => format!("register node {node}"),
+            ClientOp::AgentHealth { node, .. } => format!("report the health of node {node}"),
         }
     }
 }
@@ -1018,6 +1028,14 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_u64(out, *offset);
             put_u32(out, *max);
         }
+        ClientOp::AgentHealth { node, problems } => {
+            put_u8(out, 0x15);
+            put_str(out, node);
+            put_count(out, problems.len());
+            for p in problems {
+                put_str(out, p);
+            }
+        }
         ClientOp::AgentRegister { node, gpus } => {
             put_u8(out, 0x14);
             put_str(out, node);
@@ -1545,6 +1563,14 @@ impl<'a> Reader<'a> {
                 }
                 ClientOp::AgentRegister { node, gpus }
             }
+            0x15 => {
+                let node = self.string("node")?;
+                let mut problems = Vec::new();
+                for _ in 0..self.count("problems")? {
+                    problems.push(self.string("problem")?);
+                }
+                ClientOp::AgentHealth { node, problems }
+            }
             0x13 => ClientOp::LogData {
                 node: self.string("node")?,
                 token: self.u64("token")?,
@@ -1871,6 +1897,8 @@ mod tests {
             Just(ClientOp::NodeList),
             (text(), vec(text(), 0..3))
                 .prop_map(|(node, gpus)| ClientOp::AgentRegister { node, gpus }),
+            (text(), vec(text(), 0..3))
+                .prop_map(|(node, problems)| ClientOp::AgentHealth { node, problems }),
             (
                 any::<u64>(),
                 any::<u32>(),

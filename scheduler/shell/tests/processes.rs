@@ -978,6 +978,32 @@ fn agents_get_assignments_and_silent_agents_lose_their_node() {
     assert_eq!(sync(&cluster, &mut agents[at], node, 0, 0).1, vec![]);
     assert_eq!(cluster.jobs(&mut client)[&job].state, "CD");
 
+    // An unhealthy node is drained: nothing new lands there, and only its own agent may say so.
+    let other = (at + 1) % nodes.len();
+    let health = |node: &str| ClientOp::AgentHealth {
+        node: node.into(),
+        problems: vec!["GPU GPU-1234: critical XID 79".into()],
+    };
+    match cluster.call(&mut agents[other], health(nodes[at])) {
+        Ok(ClientResult::Error { code, .. }) => assert_eq!(code, sovrad::node::ERROR_FORBIDDEN),
+        other => panic!("foreign health report: {other:?}"),
+    }
+    assert_eq!(
+        cluster.call(&mut agents[at], health(node)),
+        Ok(ClientResult::Ok)
+    );
+    let drained = match cluster.call(&mut client, ClientOp::NodeList) {
+        Ok(ClientResult::NodeList { nodes }) => nodes
+            .into_iter()
+            .find(|n| n.name == node)
+            .map(|n| n.state)
+            .unwrap_or_default(),
+        other => panic!("nodes: {other:?}"),
+    };
+    assert_eq!(drained, "drained");
+    let resume = ClientOp::Resume { node: node.into() };
+    assert_eq!(cluster.call(&mut client, resume), Ok(ClientResult::Ok));
+
     // Four jobs fill the four H100 nodes; the agent of the node holding the last one goes
     // silent, the others keep polling. Its node is failed and its job waits again.
     let mut held = BTreeMap::new();
