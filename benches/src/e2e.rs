@@ -8,16 +8,16 @@
 //! the task's supervisor started and the process confirmed, the start report committed. Reads
 //! poll every millisecond, so a sample is at most about a millisecond late.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use sovrad::client::ClusterClient;
-use sovrad::tls::{self, Identity, Role};
+use sovrad::local;
+use sovrad::tls::{self, Identity};
 use sovrad::wire::{ClientOp, ClientResult};
 
 /// The demo cluster's GPU nodes.
@@ -64,46 +64,24 @@ fn spawn(sovra: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot start {}", sovra.display()))
 }
 
-fn state_of(text: &str, job: u64) -> Option<String> {
-    let line = text.lines().next()?;
-    let mut f = line.split_whitespace();
-    (f.next()?.parse::<u64>().ok()? == job).then_some(())?;
-    Some(f.nth(2)?.to_string())
-}
-
 /// Runs the case.
 pub async fn run(cfg: &Config) -> anyhow::Result<Result> {
     fs::create_dir_all(&cfg.dir)?;
     let certs = cfg.dir.join("certs");
-    fs::create_dir_all(&certs)?;
-    let ca = tls::create_ca(&certs, "demo")?;
-    for id in 1..=3 {
-        tls::issue(&certs, &ca, &Role::Node { id }, &format!("node-{id}"), &[])?;
-    }
-    let admin = Role::Client {
-        user: "admin".into(),
+    let agents: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
+    let members = local::Members {
+        replicas: &[1, 2, 3],
+        clients: &["admin".into()],
+        agents: &agents,
+        sans: &[],
     };
-    tls::issue(&certs, &ca, &admin, "client-admin", &[])?;
-    for node in NODES {
-        let role = Role::Agent { node: node.into() };
-        tls::issue(&certs, &ca, &role, &format!("agent-{node}"), &[])?;
-    }
-    let sockets: Vec<UdpSocket> = (0..3)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<std::result::Result<_, _>>()?;
-    let addrs: Vec<SocketAddr> = sockets
-        .iter()
-        .map(|s| s.local_addr())
-        .collect::<std::result::Result<_, _>>()?;
-    drop(sockets);
-    let peers: BTreeMap<u64, String> = (0..3)
-        .map(|i| (i as u64 + 1, addrs[i].to_string()))
-        .collect();
+    local::issue_certs(&certs, "demo", &members)?;
+    let addrs = local::free_loopback_addrs(3).context("no free UDP ports on 127.0.0.1")?;
+    let data_dir = |id: u64| cfg.dir.join(format!("replica-{id}"));
+    local::init_replicas(&cfg.inventory, &addrs, data_dir)?;
     let mut procs = Procs(Vec::new());
     for id in 1..=3u64 {
-        let data = cfg.dir.join(format!("replica-{id}"));
-        let sm = sovrad::node::initial_state(&cfg.inventory, false)?;
-        sovrad::node::init(&data, &peers, &sm)?;
+        let data = data_dir(id);
         let args: Vec<String> = vec![
             "demo-replica".into(),
             "--id".into(),
@@ -166,8 +144,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Result> {
             other => bail!("submission {k}: {other:?}"),
         };
         loop {
-            let state = match client.call(ClientOp::Status { job }).await {
-                Ok(ClientResult::Job { text }) => state_of(&text, job),
+            let state = match client.call(ClientOp::JobInfo { job }).await {
+                Ok(ClientResult::JobList { jobs }) => jobs.into_iter().next().map(|j| j.state),
                 other => bail!("status of job {job}: {other:?}"),
             };
             match state.as_deref() {

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -188,18 +188,6 @@ pub fn inventory_toml(nodes: usize) -> String {
     )
 }
 
-/// Free UDP ports on 127.0.0.1: bound together (so they differ), then released.
-fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let sockets = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find free UDP ports on 127.0.0.1")?;
-    sockets
-        .iter()
-        .map(|s| s.local_addr().context("local address"))
-        .collect()
-}
-
 /// Runs a short `sovrad` command (certs, init) to completion.
 fn sovrad_ok(sovrad: &Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(sovrad)
@@ -257,7 +245,8 @@ impl Replicas {
         let inventory = dir.join("inventory.toml");
         fs::write(&inventory, inventory_toml(nodes))
             .with_context(|| format!("cannot write {}", inventory.display()))?;
-        let addrs = free_addrs(REPLICAS)?;
+        let addrs = sovrad::local::free_loopback_addrs(REPLICAS)
+            .context("cannot find free UDP ports on 127.0.0.1")?;
         let peers: Vec<String> = (0..REPLICAS)
             .map(|i| format!("{}={}", i + 1, addrs[i]))
             .collect();

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 use sovrad::client::ClusterClient;
-use sovrad::tls::{self, Identity, Role};
+use sovrad::local;
+use sovrad::tls::{self, Identity};
 use sovrad::wire::{ClientOp, ClientResult};
 
 /// The demo cluster: Sydney (AU) and Tokyo (JP), two 8-GPU nodes on one leaf each.
@@ -93,18 +94,6 @@ pub struct DemoOptions {
     pub keep: bool,
     /// End with one JSON line.
     pub json: bool,
-}
-
-/// Free UDP ports on 127.0.0.1: bound together so they differ, then released.
-fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let sockets = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find free UDP ports on 127.0.0.1")?;
-    sockets
-        .iter()
-        .map(|s| s.local_addr().context("local address"))
-        .collect()
 }
 
 /// Children, killed (SIGTERM, then SIGKILL) when dropped, so a failed demo leaves nothing.
@@ -270,34 +259,18 @@ type Summary = Vec<(&'static str, serde_json::Value)>;
 fn run_in(dir: &Path, say: &dyn Fn(String)) -> anyhow::Result<Summary> {
     // 1. PKI, inventory, replicas' data.
     let certs = dir.join("certs");
-    fs::create_dir_all(&certs)?;
-    let ca = tls::create_ca(&certs, CLUSTER)?;
-    for id in 1..=REPLICAS as u64 {
-        tls::issue(&certs, &ca, &Role::Node { id }, &format!("node-{id}"), &[])?;
-    }
-    tls::issue(
-        &certs,
-        &ca,
-        &Role::Client {
-            user: "admin".into(),
-        },
-        "client-admin",
-        &[],
-    )?;
-    for node in NODES {
-        let role = Role::Agent { node: node.into() };
-        tls::issue(&certs, &ca, &role, &format!("agent-{node}"), &[])?;
-    }
+    let agents: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
+    let members = local::Members {
+        replicas: &[1, 2, 3],
+        clients: &["admin".into()],
+        agents: &agents,
+        sans: &[],
+    };
+    local::issue_certs(&certs, CLUSTER, &members)?;
     let inventory = dir.join("inventory.toml");
     fs::write(&inventory, INVENTORY)?;
-    let addrs = free_addrs(REPLICAS)?;
-    let peers: BTreeMap<u64, String> = (0..REPLICAS)
-        .map(|i| (i as u64 + 1, addrs[i].to_string()))
-        .collect();
-    for id in 1..=REPLICAS as u64 {
-        let sm = sovrad::node::initial_state(&inventory, false)?;
-        sovrad::node::init(&dir.join(format!("replica-{id}")), &peers, &sm)?;
-    }
+    let addrs = local::free_loopback_addrs(REPLICAS).context("no free UDP ports on 127.0.0.1")?;
+    local::init_replicas(&inventory, &addrs, |id| dir.join(format!("replica-{id}")))?;
     say(format!(
         "sovra demo: 3 replicas, 2 sites (syd1 in AU, tyo1 in JP), 4 nodes x 8 H100 \
          (simulated GPUs), in {}",
@@ -442,18 +415,13 @@ fn run_in(dir: &Path, say: &dyn Fn(String)) -> anyhow::Result<Summary> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let states = loop {
         procs.check()?;
-        let text = match runtime.block_on(client.call(ClientOp::Jobs)) {
-            Ok(ClientResult::Jobs { text }) => text,
-            other => bail!("listing jobs: {other:?}"),
-        };
-        let states: BTreeMap<u64, String> = text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let id = f.next()?.parse().ok()?;
-                Some((id, f.nth(2)?.to_string()))
-            })
-            .collect();
+        let states: BTreeMap<u64, String> =
+            match runtime.block_on(client.call(ClientOp::JobList { all: true })) {
+                Ok(ClientResult::JobList { jobs }) => {
+                    jobs.into_iter().map(|j| (j.id, j.state)).collect()
+                }
+                other => bail!("listing jobs: {other:?}"),
+            };
         let done = submitted.iter().all(|j| {
             states
                 .get(j)

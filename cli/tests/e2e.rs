@@ -10,13 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sovrad::client::ClusterClient;
-use sovrad::tls::{self, Identity, Role};
+use sovrad::local;
+use sovrad::tls::{self, Identity};
 use sovrad::wire::{ClientOp, ClientResult};
 
 const SOVRA: &str = env!("CARGO_BIN_EXE_sovra");
@@ -28,13 +29,6 @@ const STEP: Duration = Duration::from_secs(30);
 
 fn inventory() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/inventory/demo.toml")
-}
-
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let sockets: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("free port"))
-        .collect();
-    sockets.iter().map(|s| s.local_addr().unwrap()).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,27 +51,19 @@ impl Cluster {
     fn start(agents: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let certs = dir.path().join("certs");
-        fs::create_dir_all(&certs).unwrap();
-        let ca = tls::create_ca(&certs, "demo").unwrap();
-        for id in 1..=3 {
-            tls::issue(&certs, &ca, &Role::Node { id }, &format!("node-{id}"), &[]).unwrap();
-        }
-        let admin = Role::Client {
-            user: "admin".into(),
+        let agent_certs: Vec<String> = NODES.iter().map(|n| n.to_string()).collect();
+        let members = local::Members {
+            replicas: &[1, 2, 3],
+            clients: &["admin".into()],
+            agents: &agent_certs,
+            sans: &[],
         };
-        tls::issue(&certs, &ca, &admin, "client-admin", &[]).unwrap();
-        for node in NODES {
-            let role = Role::Agent { node: node.into() };
-            tls::issue(&certs, &ca, &role, &format!("agent-{node}"), &[]).unwrap();
-        }
-        let addrs = free_addrs(3);
-        let peers: BTreeMap<u64, String> = (0..3)
-            .map(|i| (i as u64 + 1, addrs[i].to_string()))
-            .collect();
-        for id in 1..=3u64 {
-            let sm = sovrad::node::initial_state(&inventory(), false).unwrap();
-            sovrad::node::init(&dir.path().join(format!("replica-{id}")), &peers, &sm).unwrap();
-        }
+        local::issue_certs(&certs, "demo", &members).unwrap();
+        let addrs = local::free_loopback_addrs(3).expect("free ports");
+        local::init_replicas(&inventory(), &addrs, |id| {
+            dir.path().join(format!("replica-{id}"))
+        })
+        .unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -213,27 +199,28 @@ impl Cluster {
     }
 
     fn jobs(&mut self) -> BTreeMap<u64, JobLine> {
-        let text = match self.call(ClientOp::Jobs) {
-            Ok(ClientResult::Jobs { text }) => text,
+        let jobs = match self.call(ClientOp::JobList { all: true }) {
+            Ok(ClientResult::JobList { jobs }) => jobs,
             other => panic!("jobs: {other:?}"),
         };
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let mut f = l.splitn(5, ' ');
-                let id = f.next().unwrap().parse().unwrap();
-                let name = f.next().unwrap_or_default().to_string();
-                let _tenant = f.next();
-                let state = f.next().unwrap_or_default().to_string();
-                let detail = f.next().unwrap_or_default().to_string();
-                (
-                    id,
-                    JobLine {
-                        name,
-                        state,
-                        detail,
-                    },
-                )
+        jobs.into_iter()
+            .map(|j| {
+                // Where it runs or ran, as `node{gpus}`; or why it waits.
+                let members: Vec<String> = j
+                    .members
+                    .iter()
+                    .map(|(node, _, _, gpus)| format!("{node}{{{gpus}}}"))
+                    .collect();
+                let detail = match (&j.reason, j.state.as_str()) {
+                    (Some(r), "PD") => r.clone(),
+                    _ => members.join(" "),
+                };
+                let line = JobLine {
+                    name: j.name,
+                    state: j.state,
+                    detail,
+                };
+                (j.id, line)
             })
             .collect()
     }

@@ -9,6 +9,7 @@
 
 mod agents;
 pub mod client;
+pub mod local;
 pub mod node;
 pub mod replica;
 pub mod storage;

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sovrad::node::{self, RunOptions};
-use sovrad::tls::{self, Role};
 
 #[derive(Parser)]
 #[command(
@@ -143,26 +142,15 @@ fn main() -> ExitCode {
             clients,
             agents,
             sans,
-        } => (|| {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let ca = tls::create_ca(&dir, &cluster).map_err(|e| e.to_string())?;
-            for id in nodes {
-                tls::issue(&dir, &ca, &Role::Node { id }, &format!("node-{id}"), &sans)
-                    .map_err(|e| e.to_string())?;
-            }
-            for user in clients {
-                let role = Role::Client { user: user.clone() };
-                tls::issue(&dir, &ca, &role, &format!("client-{user}"), &[])
-                    .map_err(|e| e.to_string())?;
-            }
-            for node in agents {
-                let role = Role::Agent { node: node.clone() };
-                tls::issue(&dir, &ca, &role, &format!("agent-{node}"), &[])
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })()
-        .map_err(|e| (2, e)),
+        } => {
+            let members = sovrad::local::Members {
+                replicas: &nodes,
+                clients: &clients,
+                agents: &agents,
+                sans: &sans,
+            };
+            sovrad::local::issue_certs(&dir, &cluster, &members).map_err(|e| (2, e.to_string()))
+        }
         Cmd::Init {
             id,
             data,

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -57,17 +57,6 @@ fn submit_op(name: &str) -> ClientOp {
         job_toml: job_toml(name),
         wait_placed: true,
     }
-}
-
-/// Free UDP ports on 127.0.0.1: all bound at once (so they differ), then released.
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let sockets: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port"))
-        .collect();
-    sockets
-        .iter()
-        .map(|s| s.local_addr().expect("local address"))
-        .collect()
 }
 
 /// Runs `sovrad` to completion (certs, init), bounded in time; panics with its stderr on
@@ -158,7 +147,7 @@ impl Cluster {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let addrs = free_addrs(REPLICAS);
+        let addrs = sovrad::local::free_loopback_addrs(REPLICAS).expect("free UDP ports");
         let mut cluster = Cluster {
             dir,
             addrs,
