@@ -167,11 +167,21 @@ fn client(conn: &Conn) -> Result<ClusterClient, Failure> {
 /// Runs one operation and returns its answer; refusals and failures are errors.
 pub fn query(conn: &Conn, op: ClientOp) -> Result<ClientResult, Failure> {
     let mut client = client(conn)?;
-    let runtime_ = tokio::runtime::Builder::new_current_thread()
+    answer(async_runtime()?.block_on(client.call(op)))
+}
+
+/// The runtime one command's calls run on.
+fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| runtime(anyhow!("cannot start the async runtime: {e}")))?;
-    match runtime_.block_on(client.call(op)) {
+        .map_err(|e| runtime(anyhow!("cannot start the async runtime: {e}")))
+}
+
+/// A call's answer, with "no leader", refusals (exit 2 for invalid requests) and transport
+/// failures as the CLI's errors.
+fn answer(result: Result<ClientResult, ClusterError>) -> Result<ClientResult, Failure> {
+    match result {
         Ok(ClientResult::NotLeader { .. }) => Err(runtime(anyhow!("no leader"))),
         Ok(ClientResult::Error { code, message }) if code >= 100 => Err(Failure {
             code: EXIT_INVALID,
@@ -359,10 +369,7 @@ pub fn print_nodes(nodes: &[sovrad::wire::NodeInfo], json: bool) {
 pub fn logs(conn: &Conn, job: u64, rank: u32, stderr: bool, follow: bool) -> Result<u8, Failure> {
     use std::io::Write;
     let mut client = client(conn)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| runtime(anyhow!("cannot start the async runtime: {e}")))?;
+    let rt = async_runtime()?;
     let mut offset = 0u64;
     let mut out = std::io::stdout().lock();
     loop {
@@ -373,17 +380,9 @@ pub fn logs(conn: &Conn, job: u64, rank: u32, stderr: bool, follow: bool) -> Res
             offset,
             max: sovrad::wire::LOG_CHUNK_MAX,
         };
-        let (data, eof) = match rt.block_on(client.call(op)) {
-            Ok(ClientResult::LogChunk { data, eof, .. }) => (data, eof),
-            Ok(ClientResult::Error { code, message }) if code >= 100 => {
-                return Err(Failure {
-                    code: EXIT_INVALID,
-                    error: anyhow!("{message}"),
-                })
-            }
-            Ok(ClientResult::Error { message, .. }) => return Err(runtime(anyhow!("{message}"))),
-            Ok(other) => return Err(runtime(anyhow!("unexpected answer {other:?}"))),
-            Err(e) => return Err(runtime(anyhow!("{e}"))),
+        let (data, eof) = match answer(rt.block_on(client.call(op)))? {
+            ClientResult::LogChunk { data, eof, .. } => (data, eof),
+            other => return Err(runtime(anyhow!("unexpected answer {other:?}"))),
         };
         out.write_all(&data)
             .and_then(|()| out.flush())
@@ -411,80 +410,19 @@ pub fn logs(conn: &Conn, job: u64, rank: u32, stderr: bool, follow: bool) -> Res
 
 /// Runs one operation and prints the result. Returns the exit code.
 pub fn call(conn: &Conn, op: ClientOp) -> Result<u8, Failure> {
-    let mut client = client(conn)?;
-    let runtime_ = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| runtime(anyhow!("cannot start the async runtime: {e}")))?;
-    let result = runtime_.block_on(client.call(op));
-    match result {
-        Ok(ClientResult::JobList { jobs }) => {
-            print_jobs(&jobs, false);
-            Ok(0)
-        }
-        Ok(ClientResult::NodeList { nodes }) => {
-            print_nodes(&nodes, false);
-            Ok(0)
-        }
-        Ok(ClientResult::LogChunk { data, .. }) => {
-            print!("{}", String::from_utf8_lossy(&data));
-            Ok(0)
-        }
-        Ok(ClientResult::Submitted { job, placed }) => {
+    match query(conn, op)? {
+        ClientResult::Submitted { job, placed } => {
             match placed {
                 Some(p) => println!("job {job}: {p}"),
                 None => println!("job {job} submitted"),
             }
             Ok(0)
         }
-        Ok(ClientResult::Ok) => Ok(0),
-        Ok(ClientResult::Job { text } | ClientResult::Jobs { text }) => {
-            if !text.is_empty() {
-                println!("{text}");
-            }
-            Ok(0)
-        }
-        Ok(ClientResult::Leader { id, addr }) => {
+        ClientResult::Ok => Ok(0),
+        ClientResult::Leader { id, addr } => {
             println!("{id} {addr}");
             Ok(0)
         }
-        Ok(ClientResult::Assignments {
-            version,
-            in_service,
-            jobs,
-            ..
-        }) => {
-            println!("version {version} in_service {in_service}");
-            for a in jobs {
-                let members: Vec<String> = a
-                    .members
-                    .iter()
-                    .map(|(node, gpus)| format!("{node}{{{gpus}}}"))
-                    .collect();
-                let state = if a.running { "R" } else { "PL" };
-                println!(
-                    "{} {} {} {} {}",
-                    a.job,
-                    a.name,
-                    a.tenant,
-                    state,
-                    members.join(" ")
-                );
-            }
-            Ok(0)
-        }
-        Ok(ClientResult::NotLeader { .. }) => Err(runtime(anyhow!("no leader"))),
-        Ok(ClientResult::Error { code, message }) => {
-            if code >= 100 {
-                Err(Failure {
-                    code: EXIT_INVALID,
-                    error: anyhow!("{message}"),
-                })
-            } else {
-                Err(runtime(anyhow!("{message}")))
-            }
-        }
-        Err(ClusterError::Transport(e)) => Err(runtime(anyhow!("{e}"))),
-        Err(e) => Err(runtime(anyhow!("{e}"))),
+        other => Err(runtime(anyhow!("unexpected answer {other:?}"))),
     }
 }

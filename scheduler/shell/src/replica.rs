@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, VecDeque};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::{GetEntriesContext, RawNode, StateRole};
+use sovra_fabric::NodeId;
 use sovra_scheduler::core::job::{JobId, JobSpec};
 use sovra_scheduler::core::placement::{Plan, Unschedulable};
 use sovra_scheduler::core::snapshot::{from_blob, to_blob, Decoder, Encoder};
@@ -524,7 +525,7 @@ pub fn node_infos(sm: &StateMachine) -> Vec<NodeInfo> {
     let topology = sm.topology();
     (0..topology.nodes().len())
         .map(|i| {
-            let id = sovra_fabric::NodeId::from_idx(i);
+            let id = NodeId::from_idx(i);
             let node = topology.node(id);
             let free = sm.ledger().node(id);
             NodeInfo {
@@ -854,25 +855,13 @@ impl<S: LogStore> Replica<S> {
                     self.reject(token, format!("unknown node {node:?}"));
                     return;
                 };
-                if !self.agents.is_built() {
-                    self.agents.start(&self.sm, now_ms, self.cfg.agent_lease_ms);
-                }
+                self.agents_ready(now_ms);
                 let wait_ms = wait_ms.min(crate::wire::AGENT_WAIT_MS_MAX);
                 if let Some((version, jobs)) = self
                     .agents
                     .sync(&self.sm, token, id, known, wait_ms, now_ms)
                 {
-                    let in_service = self.sm.node_in_service(id);
-                    let log_requests = self.agents.take_log_requests(id);
-                    self.output.replies.push((
-                        token,
-                        Reply::Assignments {
-                            version,
-                            in_service,
-                            jobs,
-                            log_requests,
-                        },
-                    ));
+                    self.answer_sync(token, id, version, jobs);
                 }
                 Ok(())
             }
@@ -903,9 +892,7 @@ impl<S: LogStore> Replica<S> {
                     return;
                 };
                 let node = member.node;
-                if !self.agents.is_built() {
-                    self.agents.start(&self.sm, now_ms, self.cfg.agent_lease_ms);
-                }
+                self.agents_ready(now_ms);
                 let request = LogRequest {
                     token,
                     job: job.0,
@@ -1007,6 +994,28 @@ impl<S: LogStore> Replica<S> {
                 .push((token, Reply::NotLeader { leader }));
         }
         self.after_input();
+    }
+
+    /// Leading: make sure the agents' desk is built (on first need, or at term start).
+    fn agents_ready(&mut self, now_ms: u64) {
+        if !self.agents.is_built() {
+            self.agents.start(&self.sm, now_ms, self.cfg.agent_lease_ms);
+        }
+    }
+
+    /// Answers an agent's poll: its node's assignments and state, and any output requests.
+    fn answer_sync(&mut self, token: u64, node: NodeId, version: u64, jobs: Vec<Assignment>) {
+        let in_service = self.sm.node_in_service(node);
+        let log_requests = self.agents.take_log_requests(node);
+        self.output.replies.push((
+            token,
+            Reply::Assignments {
+                version,
+                in_service,
+                jobs,
+                log_requests,
+            },
+        ));
     }
 
     /// Checks the GPUs an agent found against the node's GPUs in the inventory: the same
@@ -1215,17 +1224,7 @@ impl<S: LogStore> Replica<S> {
         self.check_spec();
         if self.agents.is_built() {
             for (token, node, version, jobs) in self.agents.due(&self.sm, now_ms) {
-                let in_service = self.sm.node_in_service(node);
-                let log_requests = self.agents.take_log_requests(node);
-                self.output.replies.push((
-                    token,
-                    Reply::Assignments {
-                        version,
-                        in_service,
-                        jobs,
-                        log_requests,
-                    },
-                ));
+                self.answer_sync(token, node, version, jobs);
             }
             for (token, node) in self.agents.expired_logs(now_ms) {
                 let name = self.sm.topology().node(node).name.clone();
@@ -1256,9 +1255,7 @@ impl<S: LogStore> Replica<S> {
         if self.spec.is_none() {
             self.spec = self.build_spec();
         }
-        if !self.agents.is_built() {
-            self.agents.start(&self.sm, now_ms, self.cfg.agent_lease_ms);
-        }
+        self.agents_ready(now_ms);
         if let Some(spec) = &self.spec {
             if let Some((pass, _)) = spec.plan_pass(self.cfg.max_plans) {
                 let ctx = client_context(CTX_PASS, self.cfg.id, 0);

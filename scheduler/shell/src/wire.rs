@@ -1058,13 +1058,7 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_u64(out, *offset);
             put_bytes(out, data);
             put_bool(out, *eof);
-            match error {
-                None => put_u8(out, 0),
-                Some(e) => {
-                    put_u8(out, 1);
-                    put_str(out, e);
-                }
-            }
+            put_opt_str(out, error.as_deref());
         }
         ClientOp::JobEnded { node, job, how } => {
             put_u8(out, 0x0e);
@@ -1125,6 +1119,16 @@ fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
     }
 }
 
+fn put_opt_str(out: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        None => put_u8(out, 0),
+        Some(v) => {
+            put_u8(out, 1);
+            put_str(out, v);
+        }
+    }
+}
+
 fn put_job_info(out: &mut Vec<u8>, j: &JobInfo) {
     put_u64(out, j.id);
     put_str(out, &j.name);
@@ -1155,13 +1159,7 @@ fn put_job_info(out: &mut Vec<u8>, j: &JobInfo) {
         put_str(out, jurisdiction);
         put_gpu_take(out, take);
     }
-    match &j.reason {
-        None => put_u8(out, 0),
-        Some(r) => {
-            put_u8(out, 1);
-            put_str(out, r);
-        }
-    }
+    put_opt_str(out, j.reason.as_deref());
 }
 
 fn put_node_info(out: &mut Vec<u8>, n: &NodeInfo) {
@@ -1185,13 +1183,7 @@ fn put_assignment(out: &mut Vec<u8>, a: &Assignment) {
     put_u32(out, a.attempt);
     put_u64(out, a.cpu_milli);
     put_u64(out, a.memory_mib);
-    match a.time_limit_ms {
-        None => put_u8(out, 0),
-        Some(ms) => {
-            put_u8(out, 1);
-            put_u64(out, ms);
-        }
-    }
+    put_opt_u64(out, a.time_limit_ms);
     put_count(out, a.argv.len());
     for arg in &a.argv {
         put_str(out, arg);
@@ -1214,13 +1206,7 @@ fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
         ClientResult::Submitted { job, placed } => {
             put_u8(out, 0x01);
             put_u64(out, *job);
-            match placed {
-                None => put_u8(out, 0),
-                Some(placed) => {
-                    put_u8(out, 1);
-                    put_str(out, placed);
-                }
-            }
+            put_opt_str(out, placed.as_deref());
         }
         ClientResult::Ok => put_u8(out, 0x02),
         ClientResult::Job { text } => {
@@ -1399,6 +1385,13 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn opt_string(&mut self, what: &'static str) -> Result<Option<String>, DecodeError> {
+        Ok(match self.flag(what)? {
+            false => None,
+            true => Some(self.string(what)?),
+        })
+    }
+
     fn job_info(&mut self) -> Result<JobInfo, DecodeError> {
         let id = self.u64("job")?;
         let name = self.string("name")?;
@@ -1428,10 +1421,7 @@ impl<'a> Reader<'a> {
                 self.gpu_take()?,
             ));
         }
-        let reason = match self.flag("reason option")? {
-            false => None,
-            true => Some(self.string("reason")?),
-        };
+        let reason = self.opt_string("reason")?;
         Ok(JobInfo {
             id,
             name,
@@ -1459,10 +1449,7 @@ impl<'a> Reader<'a> {
         let attempt = self.u32("attempt")?;
         let cpu_milli = self.u64("cpu_milli")?;
         let memory_mib = self.u64("memory_mib")?;
-        let time_limit_ms = match self.flag("time limit option")? {
-            false => None,
-            true => Some(self.u64("time_limit_ms")?),
-        };
+        let time_limit_ms = self.opt_u64("time_limit_ms")?;
         let mut argv = Vec::new();
         for _ in 0..self.count("argv")? {
             argv.push(self.string("arg")?);
@@ -1577,10 +1564,7 @@ impl<'a> Reader<'a> {
                 offset: self.u64("offset")?,
                 data: self.bytes("data")?,
                 eof: self.flag("eof")?,
-                error: match self.flag("error option")? {
-                    false => None,
-                    true => Some(self.string("error")?),
-                },
+                error: self.opt_string("error")?,
             },
             0x0e => ClientOp::JobEnded {
                 node: self.string("node")?,
@@ -1600,10 +1584,7 @@ impl<'a> Reader<'a> {
         let result = match self.u8("result")? {
             0x01 => ClientResult::Submitted {
                 job: self.u64("job")?,
-                placed: match self.flag("placed option")? {
-                    false => None,
-                    true => Some(self.string("placed")?),
-                },
+                placed: self.opt_string("placed")?,
             },
             0x02 => ClientResult::Ok,
             0x03 => ClientResult::Job {
