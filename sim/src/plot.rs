@@ -88,26 +88,37 @@ pub fn utilisation_svg(title: &str, runs: &[&RunSummary]) -> Result<String, Stri
             .y_desc("GPUs allocated (% of online)")
             .draw()
             .map_err(draw_error)?;
-        for (i, (run, points)) in runs.iter().zip(lines).enumerate() {
-            let c = colour(i);
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))
-                .map_err(draw_error)?
-                .label(label(run))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_error)?;
+        draw_lines(&mut chart, runs, lines)?;
         root.present().map_err(draw_error)?;
     }
     Ok(svg)
+}
+
+/// One line per run, coloured in order, with the runs' legend in the lower right.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    runs: &[&RunSummary],
+    lines: Vec<Vec<(f64, f64)>>,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (run, points)) in runs.iter().zip(lines).enumerate() {
+        let c = colour(i);
+        chart
+            .draw_series(LineSeries::new(points, c.stroke_width(2)))
+            .map_err(draw_error)?
+            .label(label(run))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_error)
 }
 
 /// The waits' distribution.
@@ -175,23 +186,7 @@ pub fn wait_cdf_svg(title: &str, runs: &[&RunSummary]) -> Result<String, String>
             .x_label_formatter(&|x| human_seconds(*x))
             .draw()
             .map_err(draw_error)?;
-        for (i, (run, points)) in runs.iter().zip(lines).enumerate() {
-            let c = colour(i);
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))
-                .map_err(draw_error)?
-                .label(label(run))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_error)?;
+        draw_lines(&mut chart, runs, lines)?;
         root.present().map_err(draw_error)?;
     }
     Ok(svg)
