@@ -33,7 +33,7 @@ static FIXTURES: AtomicUsize = AtomicUsize::new(0);
 struct Fixture {
     dir: tempfile::TempDir,
     isolation: Isolation,
-    cgroup_root: Option<PathBuf>,
+    cgroup_root: Option<cgroup::CgroupRoot>,
     kill_grace_ms: u64,
 }
 
@@ -61,22 +61,27 @@ impl Fixture {
         } else {
             Enforce::BestEffort
         };
-        match cgroup::open_root(&root, enforce) {
-            Ok(_) => {}
+        let opened = match cgroup::open_root(&root, enforce) {
+            Ok(opened) => opened,
             Err(e) => {
                 println!("skipped {test}: {e}");
                 let _ = fs::remove_dir(root.join("supervisors"));
                 let _ = fs::remove_dir(&root);
+                for controller in ["memory", "cpu"] {
+                    if let Some(mount) = cgroup::v1_mount(controller) {
+                        let _ = fs::remove_dir(mount.join(root.file_name().unwrap()));
+                    }
+                }
                 return None;
             }
-        }
+        };
         Some(Fixture {
             dir: tempfile::tempdir().expect("temp dir"),
             isolation: Isolation::Cgroup {
                 root: root.clone(),
                 enforce,
             },
-            cgroup_root: Some(root),
+            cgroup_root: Some(opened),
             kill_grace_ms: 300,
         })
     }
@@ -126,13 +131,14 @@ impl Drop for Fixture {
             }
         }
         if let Some(root) = &self.cgroup_root {
-            if let Ok(entries) = fs::read_dir(root) {
+            if let Ok(entries) = fs::read_dir(&root.path) {
                 for entry in entries.flatten().filter(|e| e.path().is_dir()) {
                     let _ = cgroup::kill_and_wait(&entry.path(), Duration::from_secs(5));
-                    let _ = cgroup::remove(&entry.path());
                 }
             }
-            let _ = cgroup::remove(root);
+            if let Err(e) = cgroup::remove_root(root) {
+                eprintln!("{}: not removed: {e}", root.path.display());
+            }
         }
     }
 }
@@ -583,22 +589,29 @@ fn cgroup_limits_are_written() {
     let task = a.task;
     runner.assign(a);
     wait_running(&mut runner, task);
-    let dir = runner.tasks()[0].cgroup.clone().expect("a cgroup");
-    assert_eq!(
-        fs::read_to_string(dir.join("cpu.max")).unwrap().trim(),
-        "150000 100000"
-    );
-    assert_eq!(
-        fs::read_to_string(dir.join("memory.max")).unwrap().trim(),
-        "67108864"
-    );
-    if dir.join("memory.swap.max").exists() {
-        assert_eq!(
-            fs::read_to_string(dir.join("memory.swap.max"))
-                .unwrap()
-                .trim(),
-            "0"
-        );
+    let info = &runner.tasks()[0];
+    let dir = info.cgroup.clone().expect("a cgroup");
+    let root = fx.cgroup_root.as_ref().expect("a cgroup root");
+    let read = |path: PathBuf| fs::read_to_string(&path).unwrap().trim().to_string();
+    if root.cpu {
+        assert_eq!(read(dir.join("cpu.max")), "150000 100000");
+    } else {
+        // A hybrid host: the cgroup v1 twin holds the CFS quota.
+        let twin = info.v1_cgroups.last().expect("a v1 cpu cgroup");
+        assert_eq!(read(twin.join("cpu.cfs_quota_us")), "150000");
+        assert_eq!(read(twin.join("cpu.cfs_period_us")), "100000");
+    }
+    if root.memory {
+        assert_eq!(read(dir.join("memory.max")), "67108864");
+        if dir.join("memory.swap.max").exists() {
+            assert_eq!(read(dir.join("memory.swap.max")), "0");
+        }
+    } else {
+        let twin = &info.v1_cgroups[0];
+        assert_eq!(read(twin.join("memory.limit_in_bytes")), "67108864");
+        if twin.join("memory.memsw.limit_in_bytes").exists() {
+            assert_eq!(read(twin.join("memory.memsw.limit_in_bytes")), "67108864");
+        }
     }
     runner.cancel(task);
     assert_eq!(wait_finished(&mut runner, task).outcome, Outcome::Cancelled);

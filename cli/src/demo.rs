@@ -187,11 +187,12 @@ fn site_of(node: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// Whether the agent can use cgroup v2 here (root, and a writable cgroup2 mount).
+/// Whether the agent can use cgroups here (root, and a cgroup2 mount; on a hybrid host the
+/// limits go to the cgroup v1 controllers).
 fn isolation() -> &'static str {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if root && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if root && sovra_agent::shell::cgroup::cgroup2_mount().is_some() {
         "cgroup-best-effort"
     } else {
         "session"

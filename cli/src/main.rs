@@ -336,15 +336,29 @@ fn demo_agent(
         nics: Some("4x400".into()),
     };
     let inventory = detect(&source, &node)?;
+    // One cgroup root per demo cluster and node (two demos or test clusters at once must not
+    // share task cgroups), stable across restarts of this agent: named after its state dir.
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        state_dir.hash(&mut h);
+        h.finish() as u32
+    };
+    let root = sovra_agent::shell::cgroup::default_root().join(format!("demo-{node}-{tag:08x}"));
     let mut config = RunnerConfig::new(state_dir);
     config.isolation = match isolation {
         "session" => Isolation::Session,
+        "cgroup" => Isolation::Cgroup {
+            root,
+            enforce: Enforce::Required,
+        },
         _ => Isolation::Cgroup {
-            root: sovra_agent::shell::cgroup::default_root().join(format!("demo-{node}")),
+            root,
             enforce: Enforce::BestEffort,
         },
     };
     let runner = Runner::open(config, inventory)?;
+    let cgroup_root = runner.cgroup_root().cloned();
     let cfg = sovra_agent::shell::join::JoinConfig {
         servers,
         certs,
@@ -364,6 +378,12 @@ fn demo_agent(
         };
         sovra_agent::shell::join::serve(cfg, runner, stop).await
     })?;
+    // The demo's cgroups go with it; a task still running keeps them (and is reported).
+    if let Some(root) = cgroup_root {
+        if let Err(e) = sovra_agent::shell::cgroup::remove_root(&root) {
+            eprintln!("{}: not removed: {e}", root.path.display());
+        }
+    }
     Ok(0)
 }
 

@@ -6,6 +6,8 @@
 //! it can say so. Model memory, NVLink bandwidth and MIG capability come from the same built-in
 //! model table the inventory format uses (`sovra_fabric::inventory::builtin_model`).
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 use sovra_fabric::inventory::{builtin_model, builtin_model_names};
 use sovra_fabric::topology::{GPUS_PER_NODE_MAX, MIG_COMPUTE_SLICES, MIG_MEMORY_SLICES};
@@ -123,6 +125,69 @@ impl GpuHealth {
     pub fn healthy(&self) -> bool {
         self.ecc_uncorrected.unwrap_or(0) == 0
             && !self.xid_last.is_some_and(|x| FATAL_XIDS.contains(&x))
+    }
+}
+
+/// One poll of a GPU's health counters, from the watcher.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthSample {
+    /// The last critical XID seen, if any.
+    pub xid_last: Option<u64>,
+    /// Volatile uncorrected ECC errors, where the GPU counts them.
+    pub ecc_uncorrected: Option<u64>,
+    /// Die temperature.
+    pub temperature_c: Option<u32>,
+    /// The temperature at which the GPU slows itself down (NVML's slowdown threshold).
+    pub slowdown_c: Option<u32>,
+}
+
+/// Degrees below the slowdown threshold a GPU must cool to before a new excursion is
+/// reported again (hysteresis: no flapping around the threshold).
+pub const TEMPERATURE_HYSTERESIS_C: u32 = 5;
+
+/// Turns health samples into problem lines, each reported once: a new fatal XID, a rise in
+/// uncorrected ECC errors, a temperature at or above the slowdown threshold (re-armed once the
+/// GPU cools [`TEMPERATURE_HYSTERESIS_C`] below it). Pure: the agent's shell feeds samples and
+/// sends the lines as `AgentHealth`; the leader drains the node.
+#[derive(Clone, Debug, Default)]
+pub struct HealthTracker {
+    xid: BTreeMap<String, u64>,
+    ecc: BTreeMap<String, u64>,
+    hot: BTreeMap<String, bool>,
+}
+
+impl HealthTracker {
+    /// The new problems in `samples` (by GPU UUID), as one line each.
+    pub fn problems(&mut self, samples: &BTreeMap<String, HealthSample>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (uuid, s) in samples {
+            if let Some(xid) = s.xid_last {
+                if self.xid.get(uuid) != Some(&xid) {
+                    self.xid.insert(uuid.clone(), xid);
+                    if FATAL_XIDS.contains(&xid) {
+                        out.push(format!("GPU {uuid}: critical XID {xid}"));
+                    }
+                }
+            }
+            if let Some(ecc) = s.ecc_uncorrected {
+                let before = self.ecc.insert(uuid.clone(), ecc).unwrap_or(0);
+                if ecc > before {
+                    out.push(format!("GPU {uuid}: {ecc} uncorrected ECC errors"));
+                }
+            }
+            if let (Some(t), Some(limit)) = (s.temperature_c, s.slowdown_c) {
+                let hot = self.hot.entry(uuid.clone()).or_default();
+                if !*hot && t >= limit {
+                    *hot = true;
+                    out.push(format!(
+                        "GPU {uuid}: {t} C, at or above its slowdown threshold of {limit} C"
+                    ));
+                } else if *hot && t + TEMPERATURE_HYSTERESIS_C <= limit {
+                    *hot = false;
+                }
+            }
+        }
+        out
     }
 }
 
@@ -451,6 +516,38 @@ mod tests {
             Tesla T4 => Some("T4")
             NVIDIA RTX 6000 Ada Generation => None"#]]
         .assert_eq(&out.join("\n"));
+    }
+
+    #[test]
+    fn health_tracker_reports_each_problem_once() {
+        let mut t = HealthTracker::default();
+        let sample = |xid, ecc, temp| {
+            let mut m = BTreeMap::new();
+            m.insert(
+                "GPU-a".to_string(),
+                HealthSample {
+                    xid_last: xid,
+                    ecc_uncorrected: ecc,
+                    temperature_c: temp,
+                    slowdown_c: Some(90),
+                },
+            );
+            m
+        };
+        assert!(t.problems(&sample(None, Some(0), Some(60))).is_empty());
+        // An application XID is no node problem.
+        assert!(t.problems(&sample(Some(13), Some(0), Some(60))).is_empty());
+        let out = t.problems(&sample(Some(79), Some(2), Some(91)));
+        expect![[r#"
+            GPU GPU-a: critical XID 79
+            GPU GPU-a: 2 uncorrected ECC errors
+            GPU GPU-a: 91 C, at or above its slowdown threshold of 90 C"#]]
+        .assert_eq(&out.join("\n"));
+        // The same state again: nothing new; still hot within the hysteresis: nothing.
+        assert!(t.problems(&sample(Some(79), Some(2), Some(87))).is_empty());
+        // Cooled below the band, then hot again: reported again. More ECC errors: reported.
+        assert!(t.problems(&sample(Some(79), Some(2), Some(85))).is_empty());
+        assert_eq!(t.problems(&sample(Some(79), Some(3), Some(90))).len(), 2);
     }
 
     #[test]

@@ -13,8 +13,22 @@
 //!
 //! [`open_root`] checks, once, that the root is on a cgroup v2 filesystem, is writable, and has
 //! the `cpu` and `memory` controllers, and fails with one line saying what is missing.
-//! [`Enforce::BestEffort`] accepts a root without them (a hybrid v1/v2 host): tasks are still
-//! tracked and killed through their cgroup, but limits are not enforced and OOM is not seen.
+//!
+//! **Hybrid hosts** (systemd's "hybrid" layout, still common on RHEL 8 and older Ubuntu LTS)
+//! mount cgroup v2 without controllers and bind `cpu` and `memory` to cgroup v1 hierarchies.
+//! There the agent keeps the v2 cgroup for tracking and killing (`cgroup.events`,
+//! `cgroup.kill`) and puts each task, in the same fork, into a same-named cgroup of each v1
+//! hierarchy that holds a missing controller (the approach of Slurm's `cgroup/v1` plugin):
+//!
+//! ```text
+//! <memory v1 mount>/<root name>/job-<job>-<rank>/   memory.limit_in_bytes,
+//!                                                  memory.memsw.limit_in_bytes (no swap),
+//!                                                  OOM kills from memory.oom_control
+//! <cpu v1 mount>/<root name>/job-<job>-<rank>/      cpu.cfs_quota_us / cpu.cfs_period_us
+//! ```
+//!
+//! [`Enforce::BestEffort`] accepts a root where a controller is in neither hierarchy: tasks
+//! are still tracked and killed through their cgroup, but that limit is not enforced.
 
 use std::ffi::CString;
 use std::fs;
@@ -74,7 +88,7 @@ pub enum CgroupError {
     },
     /// The `cpu` or `memory` controller is not available.
     #[error(
-        "cgroup v2 at {} lacks the {missing} controller{plural}{hint}; limits cannot be \
+        "cgroup at {} lacks the {missing} controller{plural}{hint}; limits cannot be \
          enforced (use --isolation cgroup-best-effort to run without them)",
         path.display(),
         plural = if missing.contains(" and ") { "s" } else { "" }
@@ -119,6 +133,19 @@ pub struct CgroupRoot {
     pub cpu: bool,
     /// Whether task cgroups get the `memory` controller (`memory.max`, OOM counts).
     pub memory: bool,
+    /// On a hybrid host: the root's twin in the cgroup v1 `memory` hierarchy.
+    pub v1_memory: Option<PathBuf>,
+    /// On a hybrid host: the root's twin in the cgroup v1 `cpu` hierarchy.
+    pub v1_cpu: Option<PathBuf>,
+}
+
+/// The cgroups of one task: its v2 cgroup and, on a hybrid host, its v1 twins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskCgroups {
+    /// The v2 cgroup (tracking, kill, and limits where v2 has the controllers).
+    pub path: PathBuf,
+    /// Its v1 twins (memory and/or cpu), joined in the same fork.
+    pub v1: Vec<PathBuf>,
 }
 
 /// A task's limits.
@@ -146,20 +173,22 @@ pub fn mountinfo_cgroup2(text: &str) -> Option<PathBuf> {
     })
 }
 
-/// Whether a cgroup v1 hierarchy holds `controller` (a hybrid host).
-fn v1_holds(controller: &str) -> bool {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    text.lines().any(|line| {
-        let Some((_, right)) = line.split_once(" - ") else {
-            return false;
-        };
+/// Where the cgroup v1 hierarchy holding `controller` is mounted (a hybrid host).
+pub fn v1_mount(controller: &str) -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo_v1(&text, controller)
+}
+
+/// The mount point of the cgroup v1 hierarchy holding `controller` in a mountinfo text.
+pub fn mountinfo_v1(text: &str, controller: &str) -> Option<PathBuf> {
+    text.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
         let mut fields = right.split_whitespace();
-        fields.next() == Some("cgroup")
-            && fields
-                .nth(1)
-                .is_some_and(|opts| opts.split(',').any(|o| o == controller))
+        let fstype = fields.next()?;
+        let opts = fields.nth(1)?;
+        let mount_point = left.split_whitespace().nth(4)?;
+        (fstype == "cgroup" && opts.split(',').any(|o| o == controller))
+            .then(|| PathBuf::from(unescape_mount(mount_point)))
     })
 }
 
@@ -199,7 +228,11 @@ pub fn open_root(path: &Path, enforce: Enforce) -> Result<CgroupRoot, CgroupErro
         path: path.to_path_buf(),
         hint: String::new(),
     })?;
-    let probe = if path.exists() { path } else { parent };
+    // The nearest existing ancestor decides the filesystem; missing ones are created below.
+    let probe = path
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
     if !is_cgroup2(probe).map_err(io_err(probe))? {
         let hint = match cgroup2_mount() {
             Some(m) => format!(" (cgroup v2 is mounted at {})", m.display()),
@@ -211,27 +244,59 @@ pub fn open_root(path: &Path, enforce: Enforce) -> Result<CgroupRoot, CgroupErro
         });
     }
 
+    ensure_ancestors(parent)?;
+
     // Which controllers the parent can hand down, and that it does.
     let available_path = parent.join("cgroup.controllers");
     let available = read_words(&available_path).map_err(io_err(&available_path))?;
-    let missing: Vec<&str> = CONTROLLERS
+    let missing_v2: Vec<&str> = CONTROLLERS
         .iter()
         .copied()
         .filter(|c| !available.iter().any(|a| a == c))
         .collect();
-    if !missing.is_empty() && enforce == Enforce::Required {
-        let hint = if missing.iter().any(|c| v1_holds(c)) {
-            " (bound to cgroup v1 on this hybrid host: boot with \
-             systemd.unified_cgroup_hierarchy=1)"
-        } else {
-            " (enable them in the parent's cgroup.subtree_control)"
+    // A hybrid host: controllers v2 lacks come from their v1 hierarchies.
+    let name = path.file_name().ok_or_else(|| CgroupError::NotCgroup2 {
+        path: path.to_path_buf(),
+        hint: String::new(),
+    })?;
+    let mut v1 = [None, None];
+    let mut v1_errors = Vec::new();
+    for (slot, controller) in v1.iter_mut().zip(CONTROLLERS) {
+        if !missing_v2.contains(&controller) {
+            continue;
+        }
+        let Some(mount) = v1_mount(controller) else {
+            continue;
         };
+        // The same place in the v1 hierarchy as in v2.
+        let relative = cgroup2_mount()
+            .and_then(|m| path.strip_prefix(m).ok().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from(name));
+        let twin = mount.join(relative);
+        match open_v1_root(&twin, controller) {
+            Ok(()) => *slot = Some(twin),
+            Err(e) => v1_errors.push(e),
+        }
+    }
+    let [v1_cpu, v1_memory] = v1;
+    let missing: Vec<&str> = CONTROLLERS
+        .iter()
+        .copied()
+        .zip([&v1_cpu, &v1_memory])
+        .filter(|(c, twin)| missing_v2.contains(c) && twin.is_none())
+        .map(|(c, _)| c)
+        .collect();
+    if !missing.is_empty() && enforce == Enforce::Required {
+        if let Some(e) = v1_errors.into_iter().next() {
+            return Err(e);
+        }
         return Err(CgroupError::MissingControllers {
             path: parent.to_path_buf(),
             missing: missing.join(" and "),
-            hint: hint.to_string(),
+            hint: " (enable them in the parent's cgroup.subtree_control)".to_string(),
         });
     }
+    let missing = missing_v2;
     let wanted: Vec<&str> = CONTROLLERS
         .iter()
         .copied()
@@ -265,7 +330,96 @@ pub fn open_root(path: &Path, enforce: Enforce) -> Result<CgroupRoot, CgroupErro
         path: path.to_path_buf(),
         cpu: enabled.contains(&"cpu"),
         memory: enabled.contains(&"memory"),
+        v1_memory,
+        v1_cpu,
     })
+}
+
+/// Creates the missing cgroups down to `dir`, each handing down the controllers its parent
+/// has (so `<mount>/sovra.slice/demo-n1` works on a fresh host).
+fn ensure_ancestors(dir: &Path) -> Result<(), CgroupError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().ok_or_else(|| CgroupError::NotCgroup2 {
+        path: dir.to_path_buf(),
+        hint: String::new(),
+    })?;
+    ensure_ancestors(parent)?;
+    let available_path = parent.join("cgroup.controllers");
+    let available = read_words(&available_path).map_err(io_err(&available_path))?;
+    let wanted: Vec<&str> = CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|c| available.iter().any(|a| a == c))
+        .collect();
+    enable_controllers(parent, &wanted, Enforce::BestEffort)?;
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(CgroupError::NotWritable {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Removes an agent's cgroup root once nothing runs in it: its empty task cgroups, the
+/// supervisors' cgroup, the root, and its v1 twins. Fails with `EBUSY` while a process is
+/// left (nothing is killed).
+pub fn remove_root(root: &CgroupRoot) -> io::Result<()> {
+    for dir in
+        std::iter::once(&root.path).chain([&root.v1_memory, &root.v1_cpu].into_iter().flatten())
+    {
+        match fs::read_dir(dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove(&entry.path())?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        remove(dir)?;
+    }
+    Ok(())
+}
+
+/// Creates (or reuses) the root's twin in a v1 hierarchy and checks the files the agent
+/// writes there.
+fn open_v1_root(twin: &Path, controller: &str) -> Result<(), CgroupError> {
+    match fs::create_dir_all(twin) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(CgroupError::NotWritable {
+                path: twin.to_path_buf(),
+                source,
+            })
+        }
+    }
+    let needed = match controller {
+        "memory" => "memory.limit_in_bytes",
+        _ => "cpu.cfs_quota_us",
+    };
+    if !twin.join(needed).exists() {
+        return Err(CgroupError::MissingControllers {
+            path: twin.to_path_buf(),
+            missing: controller.to_string(),
+            hint: format!(" ({needed} is absent from its cgroup v1 hierarchy)"),
+        });
+    }
+    if controller == "memory" {
+        // Children account into the root (the default on kernels since 5.x; set it on older
+        // ones so the root's own limits, if any, hold).
+        let hierarchy = twin.join("memory.use_hierarchy");
+        if fs::read_to_string(&hierarchy).is_ok_and(|v| v.trim() == "0") {
+            let _ = fs::write(&hierarchy, "1");
+        }
+    }
+    Ok(())
 }
 
 /// Enables `wanted` controllers for the children of `dir`; returns those enabled.
@@ -313,20 +467,92 @@ impl CgroupRoot {
         self.path.join("supervisors")
     }
 
-    /// Creates a task's cgroup with its limits. A leftover empty cgroup of the same name is
-    /// replaced (its counters would mislead); one holding processes is an error.
-    pub fn create_task(&self, task: TaskId, limits: Limits) -> Result<PathBuf, CgroupError> {
-        let path = self.task_path(task);
-        if path.exists() {
-            if populated(&path).map_err(io_err(&path))? {
-                return Err(CgroupError::Busy { path });
-            }
-            remove(&path).map_err(io_err(&path))?;
-        }
-        fs::create_dir(&path).map_err(io_err(&path))?;
-        write_limits(&path, limits, self.cpu, self.memory)?;
-        Ok(path)
+    /// The task's cgroups in the v1 hierarchies, on a hybrid host (memory first).
+    pub fn task_v1_paths(&self, task: TaskId) -> Vec<PathBuf> {
+        [&self.v1_memory, &self.v1_cpu]
+            .into_iter()
+            .flatten()
+            .map(|twin| twin.join(format!("job-{task}")))
+            .collect()
     }
+
+    /// Whether memory limits are enforced (v2 or v1).
+    pub fn memory_enforced(&self) -> bool {
+        self.memory || self.v1_memory.is_some()
+    }
+
+    /// Whether CPU limits are enforced (v2 or v1).
+    pub fn cpu_enforced(&self) -> bool {
+        self.cpu || self.v1_cpu.is_some()
+    }
+
+    /// Creates a task's cgroups with its limits. A leftover empty cgroup of the same name is
+    /// replaced (its counters would mislead); one holding processes is an error.
+    pub fn create_task(&self, task: TaskId, limits: Limits) -> Result<TaskCgroups, CgroupError> {
+        let path = self.task_path(task);
+        let v1 = self.task_v1_paths(task);
+        for dir in std::iter::once(&path).chain(&v1) {
+            if dir.exists() {
+                let busy = if dir == &path {
+                    populated(dir).map_err(io_err(dir))?
+                } else {
+                    !procs(dir).map_err(io_err(dir))?.is_empty()
+                };
+                if busy {
+                    return Err(CgroupError::Busy { path: dir.clone() });
+                }
+                remove(dir).map_err(io_err(dir))?;
+            }
+            fs::create_dir(dir).map_err(io_err(dir))?;
+        }
+        write_limits(&path, limits, self.cpu, self.memory)?;
+        if let Some(twin) = &self.v1_memory {
+            write_v1_memory(&twin.join(format!("job-{task}")), limits.memory_mib)?;
+        }
+        if let Some(twin) = &self.v1_cpu {
+            write_v1_cpu(&twin.join(format!("job-{task}")), limits.cpu_milli)?;
+        }
+        Ok(TaskCgroups { path, v1 })
+    }
+}
+
+/// Writes a v1 memory cgroup's limit: `memory.limit_in_bytes` and, where swap is accounted,
+/// the same `memory.memsw.limit_in_bytes` (memory plus swap: no swap). OOM kills the task
+/// rather than freezing it (`memory.oom_control` 0).
+pub fn write_v1_memory(dir: &Path, memory_mib: u64) -> Result<(), CgroupError> {
+    let value = match memory_mib {
+        0 => "-1".to_string(),
+        mib => (mib * 1024 * 1024).to_string(),
+    };
+    let write = |name: &str, value: &str| {
+        let path = dir.join(name);
+        fs::write(&path, value).map_err(|source| CgroupError::Io { path, source })
+    };
+    // memsw must stay at or above limit_in_bytes: raise the limit first.
+    write("memory.limit_in_bytes", &value)?;
+    if dir.join("memory.memsw.limit_in_bytes").exists() {
+        write("memory.memsw.limit_in_bytes", &value)?;
+    }
+    if dir.join("memory.oom_control").exists() {
+        write("memory.oom_control", "0")?;
+    }
+    Ok(())
+}
+
+/// Writes a v1 cpu cgroup's CFS quota (the same values as [`cpu_max`]; -1 is unlimited).
+pub fn write_v1_cpu(dir: &Path, cpu_milli: u64) -> Result<(), CgroupError> {
+    let quota = match cpu_milli {
+        0 => "-1".to_string(),
+        m => (m * CPU_PERIOD_US / 1000).max(1000).to_string(),
+    };
+    for (name, value) in [
+        ("cpu.cfs_period_us", CPU_PERIOD_US.to_string()),
+        ("cpu.cfs_quota_us", quota),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, value).map_err(|source| CgroupError::Io { path, source })?;
+    }
+    Ok(())
 }
 
 /// `cpu.max` for `cpu_milli`: quota and period in microseconds, `max` when unlimited.
@@ -438,13 +664,25 @@ pub fn kill_and_wait(dir: &Path, timeout: Duration) -> io::Result<bool> {
     }
 }
 
-/// The `oom_kill` count of `memory.events`; `None` without the memory controller.
+/// The `oom_kill` count of a cgroup: `memory.events` in v2, `memory.oom_control` in v1;
+/// `None` without the memory controller.
 pub fn oom_kills(dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(dir.join("memory.events")).ok()?;
+    let text = fs::read_to_string(dir.join("memory.events"))
+        .or_else(|_| fs::read_to_string(dir.join("memory.oom_control")))
+        .ok()?;
     text.lines().find_map(|l| {
         let (key, value) = l.split_once(' ')?;
         (key == "oom_kill").then(|| value.trim().parse().ok())?
     })
+}
+
+/// The OOM kills of a task: its v2 cgroup and its v1 twins together; `None` when none of
+/// them has the memory controller.
+pub fn task_oom_kills(path: Option<&Path>, v1: &[PathBuf]) -> Option<u64> {
+    path.into_iter()
+        .chain(v1.iter().map(PathBuf::as_path))
+        .filter_map(oom_kills)
+        .reduce(|a, b| a + b)
 }
 
 /// Removes an empty cgroup; a missing one is fine. Fails with `EBUSY` while it holds
@@ -499,6 +737,54 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
         assert_eq!(mountinfo_cgroup2("1 2 3:4 / / rw - ext4 /dev/x rw\n"), None);
+    }
+
+    #[test]
+    fn hybrid_mounts_and_v1_files() {
+        let text = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                    31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                    32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        assert_eq!(
+            mountinfo_v1(text, "memory"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        assert_eq!(
+            mountinfo_v1(text, "cpu"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(mountinfo_v1(text, "pids"), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "memory.limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+            "cpu.cfs_quota_us",
+            "cpu.cfs_period_us",
+        ] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        write_v1_memory(dir.path(), 64).unwrap();
+        write_v1_cpu(dir.path(), 1500).unwrap();
+        let read = |n: &str| fs::read_to_string(dir.path().join(n)).unwrap();
+        assert_eq!(read("memory.limit_in_bytes"), "67108864");
+        assert_eq!(read("memory.memsw.limit_in_bytes"), "67108864");
+        assert_eq!(read("cpu.cfs_quota_us"), "150000");
+        assert_eq!(read("cpu.cfs_period_us"), "100000");
+        write_v1_memory(dir.path(), 0).unwrap();
+        write_v1_cpu(dir.path(), 0).unwrap();
+        assert_eq!(read("memory.limit_in_bytes"), "-1");
+        assert_eq!(read("cpu.cfs_quota_us"), "-1");
+
+        // v1 OOM kills come from memory.oom_control; a task sums its cgroups.
+        fs::write(
+            dir.path().join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        )
+        .unwrap();
+        assert_eq!(oom_kills(dir.path()), Some(3));
+        let none = dir.path().join("none");
+        assert_eq!(task_oom_kills(Some(&none), &[dir.path().into()]), Some(3));
+        assert_eq!(task_oom_kills(Some(&none), &[]), None);
     }
 
     #[test]

@@ -248,21 +248,6 @@ fn spawn_log_answer(cfg: &JoinConfig, path: std::path::PathBuf, request: wire::L
     });
 }
 
-/// Critical XIDs not yet reported, as problem lines; remembers what it returned.
-fn new_xids(
-    watcher: &crate::shell::nvml::XidWatcher,
-    reported: &mut BTreeMap<String, u64>,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (uuid, xid) in watcher.last_xids() {
-        if reported.get(&uuid) != Some(&xid) {
-            problems.push(format!("GPU {uuid}: critical XID {xid}"));
-            reported.insert(uuid, xid);
-        }
-    }
-    problems
-}
-
 /// Reports problems on its own connection; the leader drains the node.
 fn spawn_health_report(cfg: &JoinConfig, problems: Vec<String>) {
     let node = cfg.node.clone();
@@ -307,11 +292,11 @@ pub async fn serve(
     );
     let mut known = 0;
     let mut ran = Ran::default();
-    // Real GPUs: follow critical XIDs and report them (the leader drains the node).
-    let xids = if runner.inventory().simulated || runner.inventory().gpus.is_empty() {
+    // Real GPUs: follow XIDs, ECC and temperature, report problems (the leader drains).
+    let health = if runner.inventory().simulated || runner.inventory().gpus.is_empty() {
         None
     } else {
-        match crate::shell::nvml::XidWatcher::start() {
+        match crate::shell::nvml::HealthWatcher::start() {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!("no GPU health events: {e}");
@@ -319,7 +304,7 @@ pub async fn serve(
             }
         }
     };
-    let mut xids_reported = BTreeMap::new();
+    let mut health_tracker = crate::core::inventory::HealthTracker::default();
     let mut health_checked = std::time::Instant::now();
     let mut sync: Option<Sync> = Some(spawn_sync(sync_client, cfg.node.clone(), 0, cfg.wait));
     let mut idle_report_client = Some(report_client);
@@ -380,10 +365,10 @@ pub async fn serve(
             () = tokio::time::sleep(delay) => {}
         }
         runner.poll();
-        if let Some(w) = &xids {
+        if let Some(w) = &health {
             if health_checked.elapsed() >= Duration::from_secs(1) {
                 health_checked = std::time::Instant::now();
-                let problems = new_xids(w, &mut xids_reported);
+                let problems = health_tracker.problems(&w.samples());
                 if !problems.is_empty() {
                     spawn_health_report(&cfg, problems);
                 }

@@ -5,24 +5,28 @@
 //! caller may fall back to a declared (simulated) inventory. Fields a GPU does not support
 //! (ECC on consumer parts, MIG before Ampere) are left empty rather than failing the probe.
 //!
-//! [`XidWatcher`] follows critical XID events on a dedicated thread: NVML's event wait blocks,
-//! so it cannot share the agent's event loop. It is the one thread this crate starts.
+//! [`HealthWatcher`] follows critical XID events and polls ECC and temperature on a dedicated
+//! thread: NVML's event wait blocks, so it cannot share the agent's event loop. It is the one
+//! thread this crate starts; [`crate::core::inventory::HealthTracker`] decides what to report.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use nvml_wrapper::bitmasks::event::EventTypes;
-use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{
+    EccCounter, MemoryError, TemperatureSensor, TemperatureThreshold,
+};
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{cuda_driver_version_major, cuda_driver_version_minor, Device, Nvml};
 use sovra_fabric::topology::GPUS_PER_NODE_MAX;
 
 use crate::core::inventory::{
-    GpuHealth, GpuInfo, Inventory, MigInstance, NvLink, NvLinkPeer, NVSWITCH_BUS_ID,
+    GpuHealth, GpuInfo, HealthSample, Inventory, MigInstance, NvLink, NvLinkPeer, NVSWITCH_BUS_ID,
 };
 
 /// NVLinks per GPU NVML can report (`NVML_NVLINK_MAX_LINKS`).
@@ -31,6 +35,8 @@ const NVLINK_LINKS_MAX: u32 = 18;
 const MIG_MEMORY_SLICES: u64 = 8;
 /// How long one XID wait blocks before the watcher checks whether it should stop.
 const XID_WAIT_MS: u32 = 500;
+/// How often the watcher reads ECC counters and temperatures.
+pub const HEALTH_POLL_MS: u64 = 10_000;
 
 /// Why there is no real inventory. Messages are one line.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +54,7 @@ pub enum NvmlProbeError {
     #[error("nvml: {0}")]
     Nvml(#[from] NvmlError),
     /// The watcher thread could not start.
-    #[error("cannot start the xid watcher thread: {0}")]
+    #[error("cannot start the GPU health watcher thread: {0}")]
     Thread(std::io::Error),
     /// More GPUs than sovra handles on one node.
     #[error("{0} gpus on this node, at most {GPUS_PER_NODE_MAX} are supported")]
@@ -223,53 +229,57 @@ fn pci_class(bus_id: &str) -> Option<String> {
     Some(text.trim().to_string())
 }
 
-/// Follows critical XID events on all GPUs. See the module docs.
-pub struct XidWatcher {
-    last: Arc<Mutex<BTreeMap<String, u64>>>,
+/// Follows each GPU's health on a dedicated thread: critical XID events as they come, and
+/// every [`HEALTH_POLL_MS`] the uncorrected ECC count and the temperature against the
+/// slowdown threshold. See the module docs.
+pub struct HealthWatcher {
+    samples: Arc<Mutex<BTreeMap<String, HealthSample>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl XidWatcher {
-    /// Starts watching. Fails when NVML is unavailable or a GPU cannot deliver XID events.
-    pub fn start() -> Result<XidWatcher, NvmlProbeError> {
+impl HealthWatcher {
+    /// Starts watching. Fails when NVML is unavailable.
+    pub fn start() -> Result<HealthWatcher, NvmlProbeError> {
         // Probe once here so a missing driver is reported to the caller, not the thread.
         drop(init()?);
-        let last = Arc::new(Mutex::new(BTreeMap::new()));
+        let samples = Arc::new(Mutex::new(BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (last_in, stop_in) = (Arc::clone(&last), Arc::clone(&stop));
+        let (samples_in, stop_in) = (Arc::clone(&samples), Arc::clone(&stop));
         let thread = thread::Builder::new()
-            .name("sovra-xid".into())
+            .name("sovra-gpu-health".into())
             .spawn(move || {
-                if let Err(e) = watch(&last_in, &stop_in) {
-                    tracing::warn!("xid watcher stopped: {e}");
+                if let Err(e) = watch(&samples_in, &stop_in) {
+                    tracing::warn!("gpu health watcher stopped: {e}");
                 }
             })
             .map_err(NvmlProbeError::Thread)?;
-        Ok(XidWatcher {
-            last,
+        Ok(HealthWatcher {
+            samples,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// The last critical XID seen per GPU UUID.
-    pub fn last_xids(&self) -> BTreeMap<String, u64> {
-        self.last.lock().map(|m| m.clone()).unwrap_or_default()
+    /// The latest sample per GPU UUID.
+    pub fn samples(&self) -> BTreeMap<String, HealthSample> {
+        self.samples.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
-    /// Copies the XIDs seen into an inventory's health fields.
+    /// Copies the latest samples into an inventory's health fields.
     pub fn apply(&self, inventory: &mut Inventory) {
-        let last = self.last_xids();
+        let samples = self.samples();
         for gpu in &mut inventory.gpus {
-            if let Some(&xid) = last.get(&gpu.uuid) {
-                gpu.health.xid_last = Some(xid);
+            if let Some(s) = samples.get(&gpu.uuid) {
+                gpu.health.xid_last = s.xid_last.or(gpu.health.xid_last);
+                gpu.health.ecc_uncorrected = s.ecc_uncorrected.or(gpu.health.ecc_uncorrected);
+                gpu.health.temperature_c = s.temperature_c.or(gpu.health.temperature_c);
             }
         }
     }
 }
 
-impl Drop for XidWatcher {
+impl Drop for HealthWatcher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
@@ -278,16 +288,52 @@ impl Drop for XidWatcher {
     }
 }
 
-fn watch(last: &Mutex<BTreeMap<String, u64>>, stop: &AtomicBool) -> Result<(), NvmlError> {
-    let nvml = Nvml::init()?;
-    let mut set = nvml.create_event_set()?;
-    for index in 0..nvml.device_count()? {
-        let device = nvml.device_by_index(index)?;
-        set = device
-            .register_events(EventTypes::CRITICAL_XID_ERROR, set)
-            .map_err(|e| e.error)?;
+/// Polls one GPU's counters into its sample (keeping the XID the events set).
+fn poll(device: &Device<'_>, sample: &mut HealthSample) {
+    sample.ecc_uncorrected = device
+        .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
+        .ok();
+    sample.temperature_c = device.temperature(TemperatureSensor::Gpu).ok();
+    if sample.slowdown_c.is_none() {
+        sample.slowdown_c = device
+            .temperature_threshold(TemperatureThreshold::Slowdown)
+            .ok();
     }
+}
+
+fn watch(
+    samples: &Mutex<BTreeMap<String, HealthSample>>,
+    stop: &AtomicBool,
+) -> Result<(), NvmlError> {
+    let nvml = Nvml::init()?;
+    let count = nvml.device_count()?;
+    // XID events where the GPUs deliver them (not in every container); polling regardless.
+    let mut events = Some(nvml.create_event_set()?);
+    for index in 0..count {
+        let device = nvml.device_by_index(index)?;
+        if let Some(set) = events.take() {
+            match device.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
+                Ok(set) => events = Some(set),
+                Err(e) => tracing::warn!("no XID events from GPU {index}: {}", e.error),
+            }
+        }
+    }
+    let mut polled: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
+        if polled.is_none_or(|p| p.elapsed() >= Duration::from_millis(HEALTH_POLL_MS)) {
+            polled = Some(Instant::now());
+            for index in 0..count {
+                let device = nvml.device_by_index(index)?;
+                let uuid = device.uuid()?;
+                if let Ok(mut map) = samples.lock() {
+                    poll(&device, map.entry(uuid).or_default());
+                }
+            }
+        }
+        let Some(set) = &events else {
+            thread::sleep(Duration::from_millis(u64::from(XID_WAIT_MS)));
+            continue;
+        };
         match set.wait(XID_WAIT_MS) {
             Ok(event) => {
                 let xid = match event.event_data {
@@ -296,8 +342,8 @@ fn watch(last: &Mutex<BTreeMap<String, u64>>, stop: &AtomicBool) -> Result<(), N
                 };
                 if let Ok(uuid) = event.device.uuid() {
                     tracing::warn!(gpu = %uuid, xid, "critical xid");
-                    if let Ok(mut map) = last.lock() {
-                        map.insert(uuid, xid);
+                    if let Ok(mut map) = samples.lock() {
+                        map.entry(uuid).or_default().xid_last = Some(xid);
                     }
                 }
             }

@@ -145,6 +145,8 @@ pub struct TaskInfo {
     pub finished: Option<Finished>,
     /// Its cgroup.
     pub cgroup: Option<PathBuf>,
+    /// Its cgroup v1 twins on a hybrid host (memory first, then cpu).
+    pub v1_cgroups: Vec<PathBuf>,
     /// Its standard output file.
     pub stdout: PathBuf,
     /// Its standard error file.
@@ -156,6 +158,7 @@ pub struct TaskInfo {
 struct TaskIo {
     dir: PathBuf,
     cgroup: Option<PathBuf>,
+    v1_cgroups: Vec<PathBuf>,
     supervisor: Option<ProcRef>,
     job: Option<ProcRef>,
     devices: Vec<String>,
@@ -322,6 +325,7 @@ impl Runner {
                     started_ms: t.started_ms,
                     finished: t.finished.cloned(),
                     cgroup: io.and_then(|io| io.cgroup.clone()),
+                    v1_cgroups: io.map(|io| io.v1_cgroups.clone()).unwrap_or_default(),
                     stdout,
                     stderr,
                 }
@@ -353,20 +357,30 @@ impl Runner {
             None => "session (no cgroup: limits not enforced, OOM not detected)".to_string(),
             Some(root) => {
                 let mut missing = Vec::new();
-                if !root.cpu {
+                if !root.cpu_enforced() {
                     missing.push("cpu");
                 }
-                if !root.memory {
+                if !root.memory_enforced() {
                     missing.push("memory");
                 }
+                let v1: Vec<String> = [&root.v1_memory, &root.v1_cpu]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                let hybrid = if v1.is_empty() {
+                    String::new()
+                } else {
+                    format!("; hybrid host, limits in cgroup v1 at {}", v1.join(" and "))
+                };
                 if missing.is_empty() {
                     format!(
-                        "cgroup v2 at {} (cpu and memory limits)",
+                        "cgroup v2 at {} (cpu and memory limits{hybrid})",
                         root.path.display()
                     )
                 } else {
                     format!(
-                        "cgroup v2 at {} without {} (not enforced)",
+                        "cgroup v2 at {} without {} (not enforced{hybrid})",
                         root.path.display(),
                         missing.join(" and ")
                     )
@@ -450,6 +464,7 @@ impl Runner {
             TaskIo {
                 dir: dir.clone(),
                 cgroup: None,
+                v1_cgroups: Vec::new(),
                 supervisor: None,
                 job: None,
                 devices: Vec::new(),
@@ -502,13 +517,17 @@ impl Runner {
             cpu_milli: member.take.cpu_milli,
             memory_mib: member.take.memory_mib,
         };
-        let cgroup = match &self.cgroup {
-            Some(root) => Some(root.create_task(id, limits).map_err(|e| e.to_string())?),
-            None => None,
+        let (cgroup, v1_cgroups) = match &self.cgroup {
+            Some(root) => {
+                let made = root.create_task(id, limits).map_err(|e| e.to_string())?;
+                (Some(made.path), made.v1)
+            }
+            None => (None, Vec::new()),
         };
         let (stdout, stderr) = self.log_paths(id);
         let io = self.io.get_mut(&id).expect("inserted above");
         io.cgroup = cgroup.clone();
+        io.v1_cgroups = v1_cgroups.clone();
         io.devices = devices.iter().map(|d| d.uuid.clone()).collect();
         let task_file = TaskFile {
             version: STATE_VERSION,
@@ -521,6 +540,7 @@ impl Runner {
             stdout,
             stderr,
             cgroup,
+            v1_cgroups,
             devices: io.devices.clone(),
             assigned_ms: now,
         };
@@ -602,6 +622,15 @@ impl Runner {
                 }
             }
         }
+        if io.released {
+            // The v1 twins empty with the v2 cgroup; one that does not is retried next time.
+            for dir in &io.v1_cgroups {
+                if let Err(e) = cgroup::remove(dir) {
+                    tracing::debug!(task = %id, "{} not removed yet: {e}", dir.display());
+                    io.released = false;
+                }
+            }
+        }
     }
 
     /// Reads what the supervisor recorded and what is alive, and tells the lifecycle.
@@ -638,7 +667,7 @@ impl Runner {
             return;
         }
         let io = self.io.get(&id).cloned().expect("present");
-        if let Some(kills) = io.cgroup.as_deref().and_then(cgroup::oom_kills) {
+        if let Some(kills) = cgroup::task_oom_kills(io.cgroup.as_deref(), &io.v1_cgroups) {
             if kills > io.oom_seen {
                 self.io.get_mut(&id).expect("present").oom_seen = kills;
                 self.lifecycle.handle_oom(now, id, kills);
@@ -774,6 +803,10 @@ fn recover(id: TaskId, dir: PathBuf, boot_id: &str) -> (TaskIo, Recovered) {
     let task_io = TaskIo {
         dir,
         cgroup,
+        v1_cgroups: task
+            .as_ref()
+            .map(|t| t.v1_cgroups.clone())
+            .unwrap_or_default(),
         supervisor,
         job,
         devices: task.as_ref().map(|t| t.devices.clone()).unwrap_or_default(),

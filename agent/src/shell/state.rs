@@ -87,6 +87,9 @@ pub struct TaskFile {
     pub stderr: PathBuf,
     /// The task's cgroup, or `None` under session isolation.
     pub cgroup: Option<PathBuf>,
+    /// Its cgroup v1 twins on a hybrid host (memory, cpu), joined with `cgroup`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub v1_cgroups: Vec<PathBuf>,
     /// Device UUIDs the task holds.
     pub devices: Vec<String>,
     /// When the agent accepted it.

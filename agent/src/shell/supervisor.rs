@@ -55,7 +55,7 @@ pub fn spawn(exe: &Path, dir: &Path, cgroup_procs: Option<&Path>) -> io::Result<
         Some(p) => Some(OpenOptions::new().write(true).open(p)?),
         None => None,
     };
-    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
+    let procs_fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let mut command = process::Command::new(exe);
     command
         .arg(SUPERVISE_SUBCOMMAND)
@@ -67,7 +67,7 @@ pub fn spawn(exe: &Path, dir: &Path, cgroup_procs: Option<&Path>) -> io::Result<
     // (setsid, write) on values prepared before the fork.
     unsafe {
         command.pre_exec(move || {
-            detach_into(procs_fd)?;
+            detach_into(&procs_fds)?;
             Ok(())
         });
     }
@@ -83,15 +83,15 @@ pub fn spawn(exe: &Path, dir: &Path, cgroup_procs: Option<&Path>) -> io::Result<
     })
 }
 
-/// In a forked child: start a new session and join the cgroup whose `cgroup.procs` is open on
-/// `procs_fd`. Async-signal-safe.
-fn detach_into(procs_fd: Option<i32>) -> io::Result<()> {
+/// In a forked child: start a new session and join the cgroups whose `cgroup.procs` files are
+/// open on `procs_fds` (a v2 cgroup and, on a hybrid host, its v1 twins). Async-signal-safe.
+fn detach_into(procs_fds: &[i32]) -> io::Result<()> {
     // SAFETY: setsid and write are async-signal-safe and touch no Rust state.
     unsafe {
         if libc::setsid() < 0 {
             return Err(io::Error::last_os_error());
         }
-        if let Some(fd) = procs_fd {
+        for &fd in procs_fds {
             let zero = b"0";
             if libc::write(fd, zero.as_ptr().cast(), zero.len()) < 0 {
                 return Err(io::Error::last_os_error());
@@ -149,11 +149,8 @@ pub fn supervise(dir: &Path) -> Result<(), SuperviseError> {
             };
             let finished_ms = unix_ms();
             kill_leftovers(&task, pid);
-            let oom_kills = task
-                .cgroup
-                .as_deref()
-                .and_then(cgroup::oom_kills)
-                .unwrap_or(0);
+            let oom_kills =
+                cgroup::task_oom_kills(task.cgroup.as_deref(), &task.v1_cgroups).unwrap_or(0);
             ExitRecord {
                 ended: Ended::Exit(exit),
                 oom_kills,
@@ -178,18 +175,16 @@ fn start(task: &TaskFile) -> Result<process::Child, String> {
     };
     let stdout = output(&task.stdout)?;
     let stderr = output(&task.stderr)?;
-    let procs = match &task.cgroup {
-        Some(dir) => {
-            let path = dir.join("cgroup.procs");
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            Some(file)
-        }
-        None => None,
-    };
-    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
+    let mut procs = Vec::new();
+    for dir in task.cgroup.iter().chain(&task.v1_cgroups) {
+        let path = dir.join("cgroup.procs");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        procs.push(file);
+    }
+    let procs_fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let mut command = process::Command::new(program);
     command
         .args(&task.argv[1..])
@@ -206,7 +201,7 @@ fn start(task: &TaskFile) -> Result<process::Child, String> {
             for signal in IGNORED_SIGNALS {
                 libc::signal(signal, libc::SIG_DFL);
             }
-            detach_into(procs_fd)
+            detach_into(&procs_fds)
         });
     }
     command
