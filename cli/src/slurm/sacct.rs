@@ -1,0 +1,1 @@
+//! `sacct`: accounting listings over [`super::model::View`].

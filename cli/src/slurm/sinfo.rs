@@ -1,0 +1,1 @@
+//! `sinfo`: partition and node summaries over [`super::model::View`].
