@@ -200,6 +200,7 @@ pub fn job(case: Case, topology: &Topology, seed: u64) -> JobSpec {
         memory_mib,
         time_limit_ms: None,
         workload,
+        control: Default::default(),
     };
     if let Err(message) = spec.validate() {
         panic!("benchmark job for {} is malformed: {message}", case.name());

@@ -8,8 +8,9 @@ use serde::Deserialize;
 use sovra_fabric::{Jurisdiction, Level};
 
 use crate::core::job::{
-    Affinity, GangSpec, GpuRequest, InferenceSpec, JobSpec, LatencySlo, RunSpec, TopologyRule,
-    Workload,
+    Affinity, ArraySpec, DepKind, DepTerm, Dependency, GangSpec, GpuRequest, InferenceSpec,
+    JobControl, JobSpec, LatencySlo, RunSpec, TopologyRule, Workload, ARRAY_INDEX_MAX,
+    ARRAY_TASKS_MAX,
 };
 
 #[derive(Deserialize)]
@@ -34,6 +35,23 @@ struct JobFile {
     batch: Option<GpuSection>,
     gang: Option<GangSection>,
     inference: Option<InferenceSection>,
+    control: Option<ControlSection>,
+}
+
+/// `[control]`: Slurm-style job control.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ControlSection {
+    user: Option<String>,
+    queue: Option<String>,
+    #[serde(default)]
+    hold: bool,
+    /// Slurm syntax: `afterok:12:13,afterany:14_2`, `?` for any-of, `singleton`.
+    dependency: Option<String>,
+    /// Not before this time: milliseconds since the Unix epoch.
+    begin_ms: Option<u64>,
+    /// Slurm syntax: `0-15`, `1,3,5`, `0-15:4`, with `%N` to run at most N at once.
+    array: Option<String>,
 }
 
 /// `command = ["prog", "arg"]`, or a string run by `/bin/sh -c`.
@@ -160,9 +178,137 @@ pub fn parse_job(text: &str) -> Result<JobSpec, String> {
             env: file.env.into_iter().collect(),
             workdir: file.workdir.unwrap_or_default(),
         },
+        control: control(file.control.unwrap_or_default())?,
     };
     spec.validate()?;
     Ok(spec)
+}
+
+fn control(c: ControlSection) -> Result<JobControl, String> {
+    Ok(JobControl {
+        user: c.user.unwrap_or_default(),
+        queue: c.queue.unwrap_or_default(),
+        hold: c.hold,
+        dependency: c.dependency.as_deref().map(parse_dependency).transpose()?,
+        begin_ms: c.begin_ms,
+        array: c.array.as_deref().map(parse_array).transpose()?,
+    })
+}
+
+/// Parses Slurm's dependency syntax (`sbatch -d`): terms `type:job[_task][:job...]` and
+/// `singleton`, separated by `,` (all must hold) or `?` (any one suffices), not both.
+pub fn parse_dependency(text: &str) -> Result<Dependency, String> {
+    let bad = |why: &str| format!("control.dependency {text:?}: {why}");
+    let (any, parts): (bool, Vec<&str>) = match (text.contains(','), text.contains('?')) {
+        (true, true) => return Err(bad("use ',' or '?' between terms, not both")),
+        (_, true) => (true, text.split('?').collect()),
+        _ => (false, text.split(',').collect()),
+    };
+    let mut terms = Vec::new();
+    for part in parts {
+        if part == "singleton" {
+            terms.push(DepTerm {
+                kind: DepKind::Singleton,
+                job: 0,
+                task: None,
+            });
+            continue;
+        }
+        let mut fields = part.split(':');
+        let kind = match fields.next().unwrap_or("") {
+            "after" => DepKind::After,
+            "afterany" => DepKind::AfterAny,
+            "afterok" => DepKind::AfterOk,
+            "afternotok" => DepKind::AfterNotOk,
+            "" => return Err(bad("empty term")),
+            other => {
+                return Err(bad(&format!(
+                    "unknown type {other:?} (after, afterany, afterok, afternotok, singleton)"
+                )))
+            }
+        };
+        let mut jobs = 0;
+        for job in fields {
+            // `after:12+10` (a delay in minutes) is Slurm's too; not supported.
+            if job.contains('+') {
+                return Err(bad("delays (+minutes) are not supported"));
+            }
+            let (id, task) = match job.split_once('_') {
+                Some((id, task)) => (id, Some(task)),
+                None => (job, None),
+            };
+            let id: u64 = id
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| bad(&format!("{job:?} is not a job id")))?;
+            let task = match task {
+                None => None,
+                Some(t) => Some(
+                    t.parse::<u32>()
+                        .map_err(|_| bad(&format!("{job:?} is not a job array task")))?,
+                ),
+            };
+            terms.push(DepTerm {
+                kind,
+                job: id,
+                task,
+            });
+            jobs += 1;
+        }
+        if jobs == 0 {
+            return Err(bad(&format!("{part:?} names no job")));
+        }
+    }
+    Ok(Dependency { any, terms })
+}
+
+/// Parses Slurm's array syntax (`sbatch --array`): comma-separated indices and ranges
+/// `a-b[:step]`, then `%N` for at most N tasks at once.
+pub fn parse_array(text: &str) -> Result<ArraySpec, String> {
+    let bad = |why: &str| format!("control.array {text:?}: {why}");
+    let (list, throttle) = match text.split_once('%') {
+        None => (text, 0),
+        Some((list, n)) => (
+            list,
+            n.parse::<u32>()
+                .map_err(|_| bad("the throttle after % is not a number"))?,
+        ),
+    };
+    let mut indices = std::collections::BTreeSet::new();
+    for part in list.split(',') {
+        let (range, step) = match part.split_once(':') {
+            None => (part, 1),
+            Some((r, s)) => (
+                r,
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| bad("a step must be a positive number"))?,
+            ),
+        };
+        let num = |t: &str| {
+            t.parse::<u32>()
+                .ok()
+                .filter(|&n| n <= ARRAY_INDEX_MAX)
+                .ok_or_else(|| bad(&format!("indices are numbers 0..={ARRAY_INDEX_MAX}")))
+        };
+        let (lo, hi) = match range.split_once('-') {
+            None => (num(range)?, num(range)?),
+            Some((a, b)) => (num(a)?, num(b)?),
+        };
+        if lo > hi {
+            return Err(bad(&format!("range {range:?} runs backwards")));
+        }
+        indices.extend((lo..=hi).step_by(step as usize));
+        if indices.len() > ARRAY_TASKS_MAX {
+            return Err(bad(&format!("at most {ARRAY_TASKS_MAX} tasks")));
+        }
+    }
+    Ok(ArraySpec {
+        indices: indices.into_iter().collect(),
+        throttle,
+    })
 }
 
 fn gang(g: GangSection) -> Result<GangSpec, String> {
@@ -337,7 +483,7 @@ topology = "leaf"
 affinity = "required"
 "#,
             expect![[
-                r#"JobSpec { name: "pretrain", tenant: "acme", priority: 0, jurisdictions: [AU], gpu_models: [], cpu_milli: 16000, memory_mib: 131072, time_limit_ms: Some(86400000), workload: Gang(GangSpec { members: 8, gpus_per_member: 8, topology: TopologyRule { level: Some(Leaf), affinity: Required }, max_rtt_ns: None }), run: RunSpec { argv: [], env: [], workdir: "" } }"#
+                r#"JobSpec { name: "pretrain", tenant: "acme", priority: 0, jurisdictions: [AU], gpu_models: [], cpu_milli: 16000, memory_mib: 131072, time_limit_ms: Some(86400000), workload: Gang(GangSpec { members: 8, gpus_per_member: 8, topology: TopologyRule { level: Some(Leaf), affinity: Required }, max_rtt_ns: None }), run: RunSpec { argv: [], env: [], workdir: "" }, control: JobControl { user: "", queue: "", hold: false, dependency: None, begin_ms: None, array: None } }"#
             ]],
         );
     }
@@ -399,7 +545,7 @@ affinity = "required"
         check(
             "tenant = \"a\"\njurisdictions = [\"AU\"]\ncolour = 1\n",
             expect![[
-                r#"error: line 3, column 1: unknown field `colour`, expected one of `name`, `tenant`, `priority`, `jurisdictions`, `gpu_models`, `cpus`, `cpu_milli`, `memory_gb`, `memory_mib`, `time_limit`, `command`, `env`, `workdir`, `batch`, `gang`, `inference`"#
+                r#"error: line 3, column 1: unknown field `colour`, expected one of `name`, `tenant`, `priority`, `jurisdictions`, `gpu_models`, `cpus`, `cpu_milli`, `memory_gb`, `memory_mib`, `time_limit`, `command`, `env`, `workdir`, `batch`, `gang`, `inference`, `control`"#
             ]],
         );
         check(

@@ -425,6 +425,7 @@ fn job_gen() -> impl Strategy<Value = JobGen> {
                         memory_mib,
                         time_limit_ms,
                         workload,
+                        control: Default::default(),
                     },
                     jurisdictions,
                 }

@@ -946,6 +946,7 @@ pub fn synthetic(
                 memory_mib: 1_024 * (1 + draw(32)),
                 time_limit_ms: None,
                 workload: Workload::Batch { gpus },
+                control: Default::default(),
             },
             at_ms,
             duration_ms: 60_000 + draw(7_200_000),

@@ -226,6 +226,7 @@ impl Experiment {
                 workload: Workload::Batch {
                     gpus: gpu_request(p),
                 },
+                control: Default::default(),
             })
             .collect();
         let target = typical_workload(&pods, &models);

@@ -80,6 +80,7 @@ impl TraceJob {
             memory_mib: self.memory_mib,
             time_limit_ms: None,
             workload,
+            control: Default::default(),
         }
     }
 }

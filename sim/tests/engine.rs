@@ -147,6 +147,7 @@ mod events {
                 workload: Workload::Batch {
                     gpus: GpuRequest::Whole(gpus),
                 },
+                control: Default::default(),
             },
             at_ms,
             duration_ms,

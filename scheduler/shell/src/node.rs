@@ -35,7 +35,7 @@ use crate::storage::redb_store::{RedbDb, RedbStore};
 use crate::storage::{GroupId, LogStore};
 use crate::tls::{self, Role};
 use crate::transport::{Client, Inbound, Transport, TransportConfig};
-use crate::wire::{ClientOp, ClientResult, Request};
+use crate::wire::{ClientOp, ClientResult, JobAction, Request};
 
 /// The Raft group this process hosts (one per process for now; the id is in every key and
 /// message so a process can host one group per jurisdiction later).
@@ -175,6 +175,17 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
             wait_placed: *wait_placed,
         },
         ClientOp::Cancel { job } => Op::Command(Command::Cancel { job: JobId(*job) }),
+        ClientOp::JobControl { job, action } => {
+            let job = JobId(*job);
+            Op::Command(match *action {
+                JobAction::Hold => Command::Hold { job },
+                JobAction::Release => Command::Release { job },
+                JobAction::Requeue => Command::Requeue { job },
+                JobAction::SetTimeLimit(time_limit_ms) => {
+                    Command::SetTimeLimit { job, time_limit_ms }
+                }
+            })
+        }
         ClientOp::Status { job } => Op::Status { job: JobId(*job) },
         ClientOp::Jobs => Op::Jobs,
         ClientOp::Drain { node } => Op::Command(Command::Drain { node: node.clone() }),

@@ -35,7 +35,7 @@ use sovra_scheduler::core::state::{
 
 use crate::agents::Agents;
 use crate::storage::{GroupId, LogStore, StoreError};
-use crate::wire::{Assignment, JobEnd, JobInfo, LogRequest, NodeInfo};
+use crate::wire::{Assignment, JobControlInfo, JobEnd, JobInfo, LogRequest, NodeInfo};
 
 /// Version byte of log records and snapshot envelopes.
 const RECORD_VERSION: u8 = 1;
@@ -516,6 +516,25 @@ pub fn job_info(sm: &StateMachine, r: &JobRecord) -> JobInfo {
         restarts: r.restarts,
         members,
         reason: r.reason.as_ref().map(render_reason),
+        control: JobControlInfo {
+            user: r.spec.control.user.clone(),
+            queue: r.spec.control.queue.clone(),
+            held: r.held,
+            array: r.array.map(|a| (a.job.0, a.index)),
+            dependency: r
+                .spec
+                .control
+                .dependency
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            members: r.spec.member_count(),
+            cpu_milli: r.spec.cpu_milli,
+            memory_mib: r.spec.memory_mib,
+            gpu_milli: r.spec.member_gpus().milli(),
+            workdir: r.spec.run.workdir.clone(),
+            command: r.spec.run.argv.join(" "),
+        },
     }
 }
 
@@ -554,7 +573,7 @@ pub fn node_infos(sm: &StateMachine) -> Vec<NodeInfo> {
 }
 
 fn render_reason(why: &Unschedulable) -> String {
-    format!("{:?}: {}", why.reason, why.message)
+    format!("{}: {}", why.reason.code(), why.message)
 }
 
 /// Members as `node{gpus}` in the notation of [`sovra_fabric::GpuTake`]'s `Display`.
@@ -1282,10 +1301,12 @@ impl<S: LogStore> Replica<S> {
                 let ctx = client_context(CTX_PASS, self.cfg.id, 2);
                 let _ = self.propose_entry(ctx, &Command::FailNode { node }, now_ms);
             }
-            let limited = self
-                .sm
-                .jobs()
-                .any(|r| r.state == JobState::Running && r.spec.time_limit_ms.is_some());
+            // Ticks end jobs at their time limits and start those whose begin time came.
+            let limited = self.sm.jobs().any(|r| {
+                (r.state == JobState::Running && r.spec.time_limit_ms.is_some())
+                    || (r.state == JobState::Pending
+                        && r.spec.control.begin_ms.is_some_and(|b| b <= now_ms))
+            });
             if limited {
                 let ctx = client_context(CTX_PASS, self.cfg.id, 1);
                 let _ = self.propose_entry(ctx, &Command::Tick, now_ms);
@@ -1516,9 +1537,10 @@ impl<S: LogStore> Replica<S> {
                 detail,
             })?;
         let touched_job = match &command {
-            Command::Start { job } | Command::Finish { job, .. } | Command::Cancel { job } => {
-                Some(*job)
-            }
+            Command::Start { job }
+            | Command::Finish { job, .. }
+            | Command::Cancel { job }
+            | Command::Requeue { job } => Some(*job),
             _ => None,
         };
         let touched_node = match &command {

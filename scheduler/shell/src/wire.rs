@@ -42,6 +42,7 @@
 //! | `0x14` | `AgentRegister`| `str node, u32 n, n × str gpu model` |
 //! | `0x15` | `AgentHealth`  | `str node, u32 n, n × str problem` |
 //! | `0x13` | `LogData`      | `str node, u64 token, u64 offset, bytes data, bool eof, …` |
+//! | `0x16` | `JobControl`   | `u64 job, u8 action [, option<u64> time_limit_ms]` |
 //!
 //! | result | [`ClientResult`] | fields                                  |
 //! |--------|------------------|-----------------------------------------|
@@ -206,6 +207,13 @@ pub enum ClientOp {
         /// The job id.
         job: u64,
     },
+    /// Hold, release, requeue a job or change its time limit (`scontrol`).
+    JobControl {
+        /// The job id.
+        job: u64,
+        /// What to do.
+        action: JobAction,
+    },
     /// A job's status (linearizable read).
     Status {
         /// The job id.
@@ -367,6 +375,35 @@ pub struct JobInfo {
     pub members: Vec<(String, String, String, sovra_fabric::GpuTake)>,
     /// Why it waits, when it waits.
     pub reason: Option<String>,
+    /// Job control and resources, for the Slurm shim.
+    pub control: JobControlInfo,
+}
+
+/// A job's control fields and per-member resources, as the Slurm shim shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobControlInfo {
+    /// The submitting user, as given.
+    pub user: String,
+    /// Its queue (partition).
+    pub queue: String,
+    /// Held.
+    pub held: bool,
+    /// Its array's job id and its index, for an array task.
+    pub array: Option<(u64, u32)>,
+    /// Its dependency in Slurm's syntax, empty for none.
+    pub dependency: String,
+    /// Members (tasks, gang members, replicas).
+    pub members: u32,
+    /// CPU per member.
+    pub cpu_milli: u64,
+    /// Memory per member.
+    pub memory_mib: u64,
+    /// GPU per member, milli-GPU.
+    pub gpu_milli: u64,
+    /// Working directory, empty for the agent's default.
+    pub workdir: String,
+    /// The command, arguments joined by spaces.
+    pub command: String,
 }
 
 /// One GPU node, for `sovra nodes`.
@@ -462,6 +499,7 @@ impl ClientOp {
         match self {
             ClientOp::Submit { .. } => "submit jobs".into(),
             ClientOp::Cancel { job } => format!("cancel job {job}"),
+            ClientOp::JobControl { job, .. } => format!("control job {job}"),
             ClientOp::Status { job } => format!("read job {job}"),
             ClientOp::Jobs => "list jobs".into(),
             ClientOp::Drain { node } => format!("drain node {node}"),
@@ -487,6 +525,19 @@ impl ClientOp {
             ClientOp::AgentHealth { node, .. } => format!("report the health of node {node}"),
         }
     }
+}
+
+/// What [`ClientOp::JobControl`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    /// Keep a pending job from being placed.
+    Hold,
+    /// Undo a hold.
+    Release,
+    /// Put a placed or running job back in the queue (its processes are killed).
+    Requeue,
+    /// Set the time limit (`None`: unlimited); a running job's may only shrink.
+    SetTimeLimit(Option<u64>),
 }
 
 /// The answer to a [`Request`].
@@ -963,6 +1014,19 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_u8(out, 0x03);
             put_u64(out, *job);
         }
+        ClientOp::JobControl { job, action } => {
+            put_u8(out, 0x16);
+            put_u64(out, *job);
+            match action {
+                JobAction::Hold => put_u8(out, 0),
+                JobAction::Release => put_u8(out, 1),
+                JobAction::Requeue => put_u8(out, 2),
+                JobAction::SetTimeLimit(limit) => {
+                    put_u8(out, 3);
+                    put_opt_u64(out, *limit);
+                }
+            }
+        }
         ClientOp::Jobs => put_u8(out, 0x04),
         ClientOp::Drain { node } => {
             put_u8(out, 0x05);
@@ -1160,6 +1224,25 @@ fn put_job_info(out: &mut Vec<u8>, j: &JobInfo) {
         put_gpu_take(out, take);
     }
     put_opt_str(out, j.reason.as_deref());
+    let c = &j.control;
+    put_str(out, &c.user);
+    put_str(out, &c.queue);
+    put_bool(out, c.held);
+    match c.array {
+        None => put_u8(out, 0),
+        Some((job, index)) => {
+            put_u8(out, 1);
+            put_u64(out, job);
+            put_u32(out, index);
+        }
+    }
+    put_str(out, &c.dependency);
+    put_u32(out, c.members);
+    put_u64(out, c.cpu_milli);
+    put_u64(out, c.memory_mib);
+    put_u64(out, c.gpu_milli);
+    put_str(out, &c.workdir);
+    put_str(out, &c.command);
 }
 
 fn put_node_info(out: &mut Vec<u8>, n: &NodeInfo) {
@@ -1422,6 +1505,22 @@ impl<'a> Reader<'a> {
             ));
         }
         let reason = self.opt_string("reason")?;
+        let control = JobControlInfo {
+            user: self.string("user")?,
+            queue: self.string("queue")?,
+            held: self.flag("held")?,
+            array: match self.flag("array option")? {
+                false => None,
+                true => Some((self.u64("array job")?, self.u32("array index")?)),
+            },
+            dependency: self.string("dependency")?,
+            members: self.u32("members")?,
+            cpu_milli: self.u64("cpu_milli")?,
+            memory_mib: self.u64("memory_mib")?,
+            gpu_milli: self.u64("gpu_milli")?,
+            workdir: self.string("workdir")?,
+            command: self.string("command")?,
+        };
         Ok(JobInfo {
             id,
             name,
@@ -1438,6 +1537,7 @@ impl<'a> Reader<'a> {
             restarts,
             members,
             reason,
+            control,
         })
     }
 
@@ -1497,6 +1597,21 @@ impl<'a> Reader<'a> {
             },
             0x03 => ClientOp::Status {
                 job: self.u64("job")?,
+            },
+            0x16 => ClientOp::JobControl {
+                job: self.u64("job")?,
+                action: match self.u8("action")? {
+                    0 => JobAction::Hold,
+                    1 => JobAction::Release,
+                    2 => JobAction::Requeue,
+                    3 => JobAction::SetTimeLimit(self.opt_u64("time_limit_ms")?),
+                    tag => {
+                        return Err(DecodeError::Tag {
+                            what: "action",
+                            tag,
+                        })
+                    }
+                },
             },
             0x04 => ClientOp::Jobs,
             0x05 => ClientOp::Drain {
@@ -1856,6 +1971,15 @@ mod tests {
                 wait_placed
             }),
             any::<u64>().prop_map(|job| ClientOp::Cancel { job }),
+            (any::<u64>(), 0u8..4, any::<Option<u64>>()).prop_map(|(job, a, t)| {
+                let action = match a {
+                    0 => JobAction::Hold,
+                    1 => JobAction::Release,
+                    2 => JobAction::Requeue,
+                    _ => JobAction::SetTimeLimit(t),
+                };
+                ClientOp::JobControl { job, action }
+            }),
             any::<u64>().prop_map(|job| ClientOp::Status { job }),
             Just(ClientOp::Jobs),
             text().prop_map(|node| ClientOp::Drain { node }),
@@ -1980,6 +2104,12 @@ mod tests {
                     restarts,
                     members,
                     reason,
+                    control: JobControlInfo {
+                        user: "u".into(),
+                        array: Some((id, priority)),
+                        dependency: "afterok:1".into(),
+                        ..JobControlInfo::default()
+                    },
                 },
             )
     }

@@ -145,6 +145,7 @@ fn job(rng: &mut Rng, k: u64) -> JobSpec {
         memory_mib: 1024,
         time_limit_ms: None,
         workload: Workload::Batch { gpus },
+        control: Default::default(),
     }
 }
 

@@ -149,6 +149,109 @@ pub struct JobSpec {
     pub workload: Workload,
     /// What each member runs (placement ignores it; agents execute it).
     pub run: RunSpec,
+    /// Who submitted it, its queue, holds, dependencies, start time and array (Slurm's job
+    /// control; all empty for a plain job).
+    pub control: JobControl,
+}
+
+/// Most tasks of one job array (Slurm's default `MaxArraySize` is 1001: indices 0..=1000).
+pub const ARRAY_TASKS_MAX: usize = 1001;
+/// Largest array index.
+pub const ARRAY_INDEX_MAX: u32 = 1000;
+/// Most terms of one dependency expression.
+pub const DEPENDENCY_TERMS_MAX: usize = 1024;
+
+/// Job control, as Slurm users know it. None of it affects where a job is placed, only when.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct JobControl {
+    /// The submitting user's name, as the client gave it (shown by `squeue`; identities are
+    /// authenticated by the client certificate, not by this field).
+    pub user: String,
+    /// The queue (Slurm partition) it was submitted to; empty for none.
+    pub queue: String,
+    /// Submitted held: it stays pending (`JobHeldUser`) until released.
+    pub hold: bool,
+    /// Jobs it waits for.
+    pub dependency: Option<Dependency>,
+    /// Not before this time (ms since the Unix epoch, leader clock).
+    pub begin_ms: Option<u64>,
+    /// A job array: one job per index, consecutive ids from the first.
+    pub array: Option<ArraySpec>,
+}
+
+/// How a job depends on others (`sbatch -d`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Dependency {
+    /// `?`-separated: any one term suffices; otherwise all must hold.
+    pub any: bool,
+    /// The terms.
+    pub terms: Vec<DepTerm>,
+}
+
+/// One term of a dependency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DepTerm {
+    /// The condition.
+    pub kind: DepKind,
+    /// The job (an array's job id names every task; ignored for `singleton`).
+    pub job: u64,
+    /// One task of an array (`12_3`).
+    pub task: Option<u32>,
+}
+
+/// Dependency conditions, with Slurm's meanings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DepKind {
+    /// `after`: the other job started (or ended without starting).
+    After,
+    /// `afterany`: the other job ended, however.
+    AfterAny,
+    /// `afterok`: the other job completed with exit code 0.
+    AfterOk,
+    /// `afternotok`: the other job ended in any other way (failed, timed out, node failure,
+    /// out of memory, cancelled).
+    AfterNotOk,
+    /// `singleton`: no other job of the same name and user is placed or running.
+    Singleton,
+}
+
+impl DepKind {
+    /// Slurm's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DepKind::After => "after",
+            DepKind::AfterAny => "afterany",
+            DepKind::AfterOk => "afterok",
+            DepKind::AfterNotOk => "afternotok",
+            DepKind::Singleton => "singleton",
+        }
+    }
+}
+
+impl fmt::Display for Dependency {
+    /// Slurm's form: `afterok:12,afterany:13_2`, `?` between terms for any-of.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, t) in self.terms.iter().enumerate() {
+            if i > 0 {
+                f.write_str(if self.any { "?" } else { "," })?;
+            }
+            match (t.kind, t.task) {
+                (DepKind::Singleton, _) => f.write_str("singleton")?,
+                (k, None) => write!(f, "{}:{}", k.name(), t.job)?,
+                (k, Some(task)) => write!(f, "{}:{}_{}", k.name(), t.job, task)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A job array (`sbatch --array=0-15%4`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ArraySpec {
+    /// Task indices, ascending and distinct, each at most [`ARRAY_INDEX_MAX`].
+    pub indices: Vec<u32>,
+    /// Most tasks placed or running at once; 0 is no limit.
+    pub throttle: u32,
 }
 
 /// Most arguments, or environment variables, of a job.
@@ -245,6 +348,7 @@ impl JobSpec {
         }
         validate_gpus(&self.member_gpus())?;
         self.run.validate()?;
+        self.control.validate()?;
         match &self.workload {
             Workload::Batch { .. } => {}
             Workload::Gang(g) => {
@@ -264,6 +368,36 @@ impl JobSpec {
                         return Err("latency slo names no ingress site".into());
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl JobControl {
+    /// Checks bounds and forms. The error is one line.
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, text) in [("user", &self.user), ("queue", &self.queue)] {
+            if text.len() > NAME_LEN_MAX || text.chars().any(|c| c.is_control()) {
+                return Err(format!(
+                    "{what} must be at most {NAME_LEN_MAX} bytes without control characters"
+                ));
+            }
+        }
+        if let Some(dep) = &self.dependency {
+            if dep.terms.is_empty() || dep.terms.len() > DEPENDENCY_TERMS_MAX {
+                return Err(format!("a dependency has 1..={DEPENDENCY_TERMS_MAX} terms"));
+            }
+        }
+        if let Some(array) = &self.array {
+            if array.indices.is_empty() || array.indices.len() > ARRAY_TASKS_MAX {
+                return Err(format!("a job array has 1..={ARRAY_TASKS_MAX} tasks"));
+            }
+            if array.indices.windows(2).any(|w| w[0] >= w[1]) {
+                return Err("array indices must be ascending and distinct".into());
+            }
+            if array.indices.last().is_some_and(|&i| i > ARRAY_INDEX_MAX) {
+                return Err(format!("array indices must be at most {ARRAY_INDEX_MAX}"));
             }
         }
         Ok(())

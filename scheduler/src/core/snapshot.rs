@@ -40,7 +40,7 @@
 //!   | TopologyDesc (with measured RTTs) | scope: [Jurisdiction] | nodes: [NodeState]
 //!   | agent_managed: [bool] | jobs: [JobRecord] (ascending id) | next_job: u64
 //!   | applied_index: u64 | epoch: u64
-//!   | PolicyConfig
+//!   | PolicyConfig | clock_ms: u64
 //!   | SHA-256 of everything before: [u8; 32]
 //! ```
 //!
@@ -64,20 +64,21 @@ use sovra_fabric::{
 };
 
 use crate::core::job::{
-    Affinity, GangSpec, GpuRequest, InferenceSpec, JobId, JobSpec, LatencySlo, RunSpec,
-    TopologyRule, Workload, RUN_ITEMS_MAX,
+    Affinity, ArraySpec, DepKind, DepTerm, Dependency, GangSpec, GpuRequest, InferenceSpec,
+    JobControl, JobId, JobSpec, LatencySlo, RunSpec, TopologyRule, Workload, ARRAY_TASKS_MAX,
+    DEPENDENCY_TERMS_MAX, RUN_ITEMS_MAX,
 };
 use crate::core::placement::fgd::{TargetWorkload, WorkloadShape};
 use crate::core::placement::{
     MemberSlot, PendingReason, Plan, PolicyConfig, SharePolicy, Unschedulable,
 };
 use crate::core::state::{
-    Command, Entry, ExitStatus, JobRecord, JobState, NodeState, PendingQueue, RequestId,
-    StateMachine, JOBS_MAX,
+    ArrayTask, Command, Deps, Entry, ExitStatus, JobRecord, JobState, NodeState, PendingQueue,
+    RequestId, StateMachine, JOBS_MAX,
 };
 
 /// The version of the codec and of the snapshot layout. Bump it on any change to either.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 /// The first bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SOVRASNP";
 /// The longest string or byte string.
@@ -951,6 +952,7 @@ impl Codec for JobSpec {
         self.time_limit_ms.encode(e);
         self.workload.encode(e);
         self.run.encode(e);
+        self.control.encode(e);
     }
     fn decode(d: &mut Decoder<'_>) -> Result<JobSpec, DecodeError> {
         Ok(JobSpec {
@@ -964,7 +966,135 @@ impl Codec for JobSpec {
             time_limit_ms: Option::decode(d)?,
             workload: Workload::decode(d)?,
             run: RunSpec::decode(d)?,
+            control: JobControl::decode(d)?,
         })
+    }
+}
+
+unit_enum_codec!(DepKind, "dependency kind", {
+    DepKind::After = 0,
+    DepKind::AfterAny = 1,
+    DepKind::AfterOk = 2,
+    DepKind::AfterNotOk = 3,
+    DepKind::Singleton = 4,
+});
+
+impl Codec for DepTerm {
+    fn encode(&self, e: &mut Encoder) {
+        self.kind.encode(e);
+        e.put_u64(self.job);
+        self.task.encode(e);
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<DepTerm, DecodeError> {
+        Ok(DepTerm {
+            kind: DepKind::decode(d)?,
+            job: d.get_u64()?,
+            task: Option::decode(d)?,
+        })
+    }
+}
+
+impl Codec for JobControl {
+    fn encode(&self, e: &mut Encoder) {
+        e.put_str(&self.user);
+        e.put_str(&self.queue);
+        e.put_bool(self.hold);
+        match &self.dependency {
+            None => e.put_u8(0),
+            Some(dep) => {
+                e.put_u8(1);
+                e.put_bool(dep.any);
+                encode_seq(e, &dep.terms);
+            }
+        }
+        self.begin_ms.encode(e);
+        match &self.array {
+            None => e.put_u8(0),
+            Some(a) => {
+                e.put_u8(1);
+                encode_seq(e, &a.indices);
+                e.put_u32(a.throttle);
+            }
+        }
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<JobControl, DecodeError> {
+        let user = d.get_str()?;
+        let queue = d.get_str()?;
+        let hold = d.get_bool()?;
+        let at = d.offset();
+        let dependency = match d.get_u8()? {
+            0 => None,
+            1 => {
+                let any = d.get_bool()?;
+                let n = d.get_count(DEPENDENCY_TERMS_MAX, "dependency terms")?;
+                let mut terms = Vec::with_capacity(n);
+                for _ in 0..n {
+                    terms.push(DepTerm::decode(d)?);
+                }
+                Some(Dependency { any, terms })
+            }
+            tag => return Err(bad_tag(at, "dependency", tag)),
+        };
+        let begin_ms = Option::decode(d)?;
+        let at = d.offset();
+        let array = match d.get_u8()? {
+            0 => None,
+            1 => {
+                let n = d.get_count(ARRAY_TASKS_MAX, "array indices")?;
+                let mut indices = Vec::with_capacity(n);
+                for _ in 0..n {
+                    indices.push(d.get_u32()?);
+                }
+                Some(ArraySpec {
+                    indices,
+                    throttle: d.get_u32()?,
+                })
+            }
+            tag => return Err(bad_tag(at, "array", tag)),
+        };
+        Ok(JobControl {
+            user,
+            queue,
+            hold,
+            dependency,
+            begin_ms,
+            array,
+        })
+    }
+}
+
+impl Codec for ArrayTask {
+    fn encode(&self, e: &mut Encoder) {
+        self.job.encode(e);
+        e.put_u32(self.index);
+        e.put_u32(self.throttle);
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<ArrayTask, DecodeError> {
+        Ok(ArrayTask {
+            job: JobId::decode(d)?,
+            index: d.get_u32()?,
+            throttle: d.get_u32()?,
+        })
+    }
+}
+
+impl Codec for Deps {
+    fn encode(&self, e: &mut Encoder) {
+        e.put_bool(self.any);
+        e.put_count(self.terms.len());
+        for (kind, job) in &self.terms {
+            kind.encode(e);
+            job.encode(e);
+        }
+    }
+    fn decode(d: &mut Decoder<'_>) -> Result<Deps, DecodeError> {
+        let any = d.get_bool()?;
+        let n = d.get_count(DEPENDENCY_TERMS_MAX * 4, "dependency jobs")?;
+        let mut terms = Vec::with_capacity(n);
+        for _ in 0..n {
+            terms.push((DepKind::decode(d)?, JobId::decode(d)?));
+        }
+        Ok(Deps { any, terms })
     }
 }
 
@@ -1038,6 +1168,11 @@ unit_enum_codec!(PendingReason, "pending reason", {
     PendingReason::LatencyUnavailable = 3,
     PendingReason::BadConstraints = 4,
     PendingReason::StalePlan = 5,
+    PendingReason::Held = 6,
+    PendingReason::Dependency = 7,
+    PendingReason::DependencyNeverSatisfied = 8,
+    PendingReason::BeginTime = 9,
+    PendingReason::ArrayTaskLimit = 10,
 });
 
 impl Codec for Unschedulable {
@@ -1220,6 +1355,9 @@ impl Codec for JobRecord {
         self.exit_code.encode(e);
         self.request.encode(e);
         self.ran_on.encode(e);
+        self.held.encode(e);
+        self.deps.encode(e);
+        self.array.encode(e);
     }
     fn decode(d: &mut Decoder<'_>) -> Result<JobRecord, DecodeError> {
         Ok(JobRecord {
@@ -1237,6 +1375,9 @@ impl Codec for JobRecord {
             exit_code: Option::decode(d)?,
             request: Option::decode(d)?,
             ran_on: Option::decode(d)?,
+            held: bool::decode(d)?,
+            deps: Option::decode(d)?,
+            array: Option::decode(d)?,
         })
     }
 }
@@ -1295,6 +1436,23 @@ impl Codec for Command {
                 e.put_u64(*rtt_ns);
             }
             Command::Tick => e.put_u8(10),
+            Command::Hold { job } => {
+                e.put_u8(11);
+                job.encode(e);
+            }
+            Command::Release { job } => {
+                e.put_u8(12);
+                job.encode(e);
+            }
+            Command::Requeue { job } => {
+                e.put_u8(13);
+                job.encode(e);
+            }
+            Command::SetTimeLimit { job, time_limit_ms } => {
+                e.put_u8(14);
+                job.encode(e);
+                time_limit_ms.encode(e);
+            }
         }
     }
     fn decode(d: &mut Decoder<'_>) -> Result<Command, DecodeError> {
@@ -1329,6 +1487,19 @@ impl Codec for Command {
                 rtt_ns: d.get_u64()?,
             },
             10 => Command::Tick,
+            11 => Command::Hold {
+                job: JobId::decode(d)?,
+            },
+            12 => Command::Release {
+                job: JobId::decode(d)?,
+            },
+            13 => Command::Requeue {
+                job: JobId::decode(d)?,
+            },
+            14 => Command::SetTimeLimit {
+                job: JobId::decode(d)?,
+                time_limit_ms: Option::decode(d)?,
+            },
             tag => return Err(bad_tag(at, "command", tag)),
         })
     }
@@ -1477,6 +1648,7 @@ impl StateMachine {
         e.put_u64(self.applied_index);
         e.put_u64(self.epoch);
         self.policy.encode(e);
+        e.put_u64(self.clock_ms);
         spill(e);
     }
 }
@@ -1566,6 +1738,7 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
     let applied_index = d.get_u64()?;
     let epoch = d.get_u64()?;
     let policy = PolicyConfig::decode(d)?;
+    let clock_ms = d.get_u64()?;
     // The state machine asserts `next_job > jobs.len()` and increments both counters.
     if jobs
         .last_key_value()
@@ -1600,6 +1773,7 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
         applied_index,
         epoch,
         policy,
+        clock_ms,
     })
 }
 
@@ -1782,6 +1956,7 @@ mod tests {
             memory_mib: 16 * 1024,
             time_limit_ms: None,
             workload,
+            control: Default::default(),
         }
     }
 
@@ -2588,7 +2763,7 @@ mod tests {
                 status: ExitStatus::Failed(-1),
             },
         };
-        let expect = expect!["030700000000000000e80300000000000004030000000000000001ffffffff"];
+        let expect = expect!["040700000000000000e80300000000000004030000000000000001ffffffff"];
         expect.assert_eq(&hex(&to_blob(&entry)));
     }
 
@@ -2611,8 +2786,8 @@ mod tests {
             )
         );
         check(
-            &[FORMAT_VERSION, 11],
-            expect![["invalid command tag 11 at byte 1"]],
+            &[FORMAT_VERSION, 99],
+            expect![["invalid command tag 99 at byte 1"]],
         );
         check(
             &[FORMAT_VERSION, 10, 0],
@@ -2634,8 +2809,8 @@ mod tests {
             &[FORMAT_VERSION, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
             expect![["33554432 items, at most 16777216 allowed at byte 10"]],
         );
-        // The first spec ends with: workload tag, gpu request tag, gpu count (u32); then
-        // comes the request id's option tag.
+        // A length near the end of the spec (in its job control) made huge: a bound error
+        // that names its offset.
         let submit = to_blob(&Command::Submit {
             spec: specs().remove(0),
             request: None,
@@ -2645,7 +2820,7 @@ mod tests {
         bad[at] = 9;
         check(
             &bad,
-            expect!["150994944 environment variables, at most 4096 allowed at byte 68"],
+            expect!["byte string of 150994944 bytes, at most 16777216 allowed at byte 80"],
         );
         let mut bad = submit.clone();
         let at = bad.windows(2).position(|w| w == b"AU").unwrap();

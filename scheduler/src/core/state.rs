@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sovra_fabric::{Jurisdiction, JurisdictionMask, Ledger, NodeId, Topology};
 
-use crate::core::job::{JobId, JobSpec};
+use crate::core::job::{DepKind, JobId, JobSpec};
 use crate::core::placement::{
     self, ClusterView, Explanation, Outcome, PendingReason, Plan, PolicyConfig, Unschedulable,
 };
@@ -170,6 +170,28 @@ pub enum Command {
         /// Node.
         node: String,
     },
+    /// Hold a pending job: it is not placed until released.
+    Hold {
+        /// Job.
+        job: JobId,
+    },
+    /// Release a held job.
+    Release {
+        /// Job.
+        job: JobId,
+    },
+    /// Put a placed or running job back in the queue (its processes are killed).
+    Requeue {
+        /// Job.
+        job: JobId,
+    },
+    /// Change a live job's time limit (`None`: unlimited).
+    SetTimeLimit {
+        /// Job.
+        job: JobId,
+        /// The new limit.
+        time_limit_ms: Option<u64>,
+    },
     /// A measured inter-site RTT.
     SetSiteRtt {
         /// Site.
@@ -255,6 +277,40 @@ pub struct JobRecord {
     /// The last allocation the job held, kept after it ended or was requeued: where it ran,
     /// for accounting and for proving it stayed inside its jurisdictions.
     pub ran_on: Option<Plan>,
+    /// Held: not placed until released.
+    pub held: bool,
+    /// Its dependency, resolved to job ids at submit.
+    pub deps: Option<Deps>,
+    /// Its place in a job array.
+    pub array: Option<ArrayTask>,
+}
+
+/// A dependency resolved at submit: an array's job id became one term per task.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Deps {
+    /// Any one term suffices (otherwise all).
+    pub any: bool,
+    /// Conditions on jobs (`Singleton` terms name the job itself).
+    pub terms: Vec<(DepKind, JobId)>,
+}
+
+/// A job's place in its array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ArrayTask {
+    /// The array's job id (its first task's id).
+    pub job: JobId,
+    /// This task's index.
+    pub index: u32,
+    /// Most tasks of the array placed or running at once; 0 is no limit.
+    pub throttle: u32,
+}
+
+/// Whether a dependency holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DepStatus {
+    Satisfied,
+    Waiting,
+    Never,
 }
 
 /// Bounded priority queue of pending jobs: priority (high first), then submit order.
@@ -313,6 +369,8 @@ pub struct StateMachine {
     pub(crate) applied_index: u64,
     pub(crate) epoch: u64,
     pub(crate) policy: PolicyConfig,
+    /// The time of the last applied entry (leader clock): begin times are judged against it.
+    pub(crate) clock_ms: u64,
 }
 
 /// Why a state machine cannot be made for a topology and scope.
@@ -366,6 +424,7 @@ impl StateMachine {
             applied_index: 0,
             epoch: 0,
             policy,
+            clock_ms: 0,
         })
     }
 
@@ -471,6 +530,7 @@ impl StateMachine {
         );
         self.applied_index = entry.index;
         let now = entry.time_ms;
+        self.clock_ms = self.clock_ms.max(now);
         let applied = match &entry.command {
             Command::RegisterNode { node } => match self.node_named(node) {
                 Err(e) => Applied::Rejected(e),
@@ -495,6 +555,11 @@ impl StateMachine {
                 Some(r) if r.state == JobState::Placed => {
                     r.state = JobState::Running;
                     r.start_ms = Some(now);
+                    // Jobs waiting for this one to start (`after`) may now run.
+                    let waiting = self.has_dependents(*job);
+                    if waiting {
+                        self.epoch += 1;
+                    }
                     Applied::Ok
                 }
                 Some(r) => Applied::Rejected(format!("job {job} is {:?}, not placed", r.state)),
@@ -562,6 +627,56 @@ impl StateMachine {
                 Err(e) => Applied::Rejected(e),
                 Ok(id) => Applied::Ended(self.fail_node(id, now)),
             },
+            Command::Hold { job } => match self.jobs.get_mut(job) {
+                Some(r) if r.state == JobState::Pending => {
+                    r.held = true;
+                    r.tried_epoch = None;
+                    Applied::Ok
+                }
+                Some(_) => Applied::Rejected(format!("job {job} is no longer pending")),
+                None => Applied::Rejected(format!("unknown job {job}")),
+            },
+            Command::Release { job } => match self.jobs.get_mut(job) {
+                Some(r) if r.state == JobState::Pending => {
+                    r.held = false;
+                    r.tried_epoch = None;
+                    Applied::Ok
+                }
+                Some(_) => Applied::Rejected(format!("job {job} is no longer pending")),
+                None => Applied::Rejected(format!("unknown job {job}")),
+            },
+            Command::Requeue { job } => match self.jobs.get(job).map(|r| r.state) {
+                Some(JobState::Placed | JobState::Running) => {
+                    self.requeue(*job);
+                    Applied::Ended(vec![*job])
+                }
+                Some(s) => Applied::Rejected(format!("job {job} is {s:?}, not placed or running")),
+                None => Applied::Rejected(format!("unknown job {job}")),
+            },
+            Command::SetTimeLimit { job, time_limit_ms } => match self.jobs.get_mut(job) {
+                Some(r) if !r.state.is_terminal() => {
+                    if *time_limit_ms == Some(0) {
+                        return Applied::Rejected("time limit must be positive".into());
+                    }
+                    // Its agent enforces the limit it was given: a placed job's may only shrink
+                    // (the leader's tick ends it at the new one).
+                    let longer = match (time_limit_ms, r.spec.time_limit_ms) {
+                        (_, None) => false,
+                        (None, Some(_)) => true,
+                        (Some(new), Some(old)) => new > &old,
+                    };
+                    if r.state != JobState::Pending && longer {
+                        return Applied::Rejected(format!(
+                            "job {job} is {:?}: its time limit may only be reduced",
+                            r.state
+                        ));
+                    }
+                    r.spec.time_limit_ms = *time_limit_ms;
+                    Applied::Ok
+                }
+                Some(r) => Applied::Rejected(format!("job {job} already ended ({:?})", r.state)),
+                None => Applied::Rejected(format!("unknown job {job}")),
+            },
             Command::SetSiteRtt { a, b, rtt_ns } => {
                 match (self.topology.site_by_name(a), self.topology.site_by_name(b)) {
                     (Some(sa), Some(sb)) if sa != sb => {
@@ -586,6 +701,17 @@ impl StateMachine {
                     .collect();
                 for &job in &expired {
                     self.end_job(job, JobState::Timeout, now);
+                }
+                // A begin time that has come: retry the job.
+                let due = self.queue.iter().any(|j| {
+                    let r = &self.jobs[&j];
+                    r.spec.control.begin_ms.is_some_and(|b| b <= now)
+                        && r.reason
+                            .as_ref()
+                            .is_some_and(|w| w.reason == PendingReason::BeginTime)
+                });
+                if due {
+                    self.epoch += 1;
                 }
                 Applied::Ended(expired)
             }
@@ -614,35 +740,250 @@ impl StateMachine {
                 asked.join(",")
             ));
         }
-        if self.jobs.len() >= JOBS_MAX {
+        let tasks: Vec<Option<u32>> = match &spec.control.array {
+            None => vec![None],
+            Some(a) => a.indices.iter().map(|&i| Some(i)).collect(),
+        };
+        if self.jobs.len() + tasks.len() > JOBS_MAX {
             return Applied::Rejected(format!("job table full ({JOBS_MAX} jobs)"));
         }
-        let id = JobId(self.next_job);
-        self.next_job += 1;
-        self.jobs.insert(
-            id,
-            JobRecord {
+        let first = JobId(self.next_job);
+        let deps = match self.resolve_deps(spec, first) {
+            Ok(deps) => deps,
+            Err(e) => return Applied::Rejected(e),
+        };
+        for (k, task) in tasks.into_iter().enumerate() {
+            let id = JobId(self.next_job);
+            self.next_job += 1;
+            let array = task.map(|index| ArrayTask {
+                job: first,
+                index,
+                throttle: spec.control.array.as_ref().map_or(0, |a| a.throttle),
+            });
+            // A singleton term names each task itself.
+            let deps = deps.clone().map(|mut d| {
+                for t in &mut d.terms {
+                    if t.0 == DepKind::Singleton {
+                        t.1 = id;
+                    }
+                }
+                d
+            });
+            self.jobs.insert(
                 id,
-                spec: spec.clone(),
-                state: JobState::Pending,
-                submit_index: entry.index,
-                submit_ms: entry.time_ms,
-                start_ms: None,
-                end_ms: None,
-                plan: None,
-                reason: None,
-                tried_epoch: None,
-                restarts: 0,
-                exit_code: None,
-                request,
-                ran_on: None,
-            },
-        );
-        if let Some(r) = request {
-            self.requests.insert(r, id);
+                JobRecord {
+                    id,
+                    spec: spec.clone(),
+                    state: JobState::Pending,
+                    submit_index: entry.index,
+                    submit_ms: entry.time_ms,
+                    start_ms: None,
+                    end_ms: None,
+                    plan: None,
+                    reason: None,
+                    tried_epoch: None,
+                    restarts: 0,
+                    exit_code: None,
+                    request: if k == 0 { request } else { None },
+                    ran_on: None,
+                    held: spec.control.hold,
+                    deps,
+                    array,
+                },
+            );
+            self.queue.insert(spec.priority, entry.index, id);
         }
-        self.queue.insert(spec.priority, entry.index, id);
-        Applied::Submitted(id)
+        if let Some(r) = request {
+            self.requests.insert(r, first);
+        }
+        Applied::Submitted(first)
+    }
+
+    /// Resolves a spec's dependency to job ids: an array's job id stands for all its tasks,
+    /// `N_M` for one task. An unknown job is an error (Slurm: "Job dependency problem").
+    fn resolve_deps(&self, spec: &JobSpec, first: JobId) -> Result<Option<Deps>, String> {
+        let Some(dep) = &spec.control.dependency else {
+            return Ok(None);
+        };
+        let mut terms = Vec::new();
+        for t in &dep.terms {
+            if t.kind == DepKind::Singleton {
+                terms.push((DepKind::Singleton, first));
+                continue;
+            }
+            let id = JobId(t.job);
+            let Some(r) = self.jobs.get(&id) else {
+                return Err(format!("job dependency problem: unknown job {}", t.job));
+            };
+            // The tasks of the array whose job id this is (just this job when not an array).
+            let array_job = r.array.map(|a| a.job).filter(|&a| a == id);
+            match (t.task, array_job) {
+                (Some(task), _) => {
+                    let found = self
+                        .jobs
+                        .range(id..)
+                        .map(|(_, r)| r)
+                        .find(|r| r.array.is_some_and(|a| a.job == id && a.index == task));
+                    match found {
+                        Some(r) => terms.push((t.kind, r.id)),
+                        None => {
+                            return Err(format!(
+                                "job dependency problem: unknown job {}_{task}",
+                                t.job
+                            ))
+                        }
+                    }
+                }
+                (None, Some(array)) => {
+                    let members = self
+                        .jobs
+                        .range(array..)
+                        .map(|(_, r)| r)
+                        .take_while(|r| r.array.is_some_and(|a| a.job == array));
+                    terms.extend(members.map(|r| (t.kind, r.id)));
+                }
+                (None, None) => terms.push((t.kind, id)),
+            }
+        }
+        if terms.len() > crate::core::job::DEPENDENCY_TERMS_MAX * 4 {
+            return Err("dependency names too many jobs".into());
+        }
+        Ok(Some(Deps {
+            any: dep.any,
+            terms,
+        }))
+    }
+
+    /// Whether a job's dependency holds.
+    fn dep_status(&self, record: &JobRecord) -> DepStatus {
+        let Some(deps) = &record.deps else {
+            return DepStatus::Satisfied;
+        };
+        let term = |&(kind, job): &(DepKind, JobId)| -> DepStatus {
+            if kind == DepKind::Singleton {
+                let busy = self.jobs.values().any(|o| {
+                    o.id != job
+                        && o.state.holds_resources()
+                        && o.spec.name == record.spec.name
+                        && o.spec.control.user == record.spec.control.user
+                });
+                return if busy {
+                    DepStatus::Waiting
+                } else {
+                    DepStatus::Satisfied
+                };
+            }
+            let Some(other) = self.jobs.get(&job) else {
+                return DepStatus::Never;
+            };
+            let s = other.state;
+            match kind {
+                DepKind::After if s == JobState::Running || s.is_terminal() => DepStatus::Satisfied,
+                DepKind::AfterAny if s.is_terminal() => DepStatus::Satisfied,
+                DepKind::AfterOk if s == JobState::Completed => DepStatus::Satisfied,
+                DepKind::AfterOk if s.is_terminal() => DepStatus::Never,
+                DepKind::AfterNotOk if s == JobState::Completed => DepStatus::Never,
+                DepKind::AfterNotOk if s.is_terminal() => DepStatus::Satisfied,
+                _ => DepStatus::Waiting,
+            }
+        };
+        let statuses = deps.terms.iter().map(term);
+        if deps.any {
+            let mut all_never = true;
+            for st in statuses {
+                match st {
+                    DepStatus::Satisfied => return DepStatus::Satisfied,
+                    DepStatus::Waiting => all_never = false,
+                    DepStatus::Never => {}
+                }
+            }
+            if all_never {
+                DepStatus::Never
+            } else {
+                DepStatus::Waiting
+            }
+        } else {
+            let mut waiting = false;
+            for st in statuses {
+                match st {
+                    DepStatus::Never => return DepStatus::Never,
+                    DepStatus::Waiting => waiting = true,
+                    DepStatus::Satisfied => {}
+                }
+            }
+            if waiting {
+                DepStatus::Waiting
+            } else {
+                DepStatus::Satisfied
+            }
+        }
+    }
+
+    /// Tasks of an array that hold resources.
+    fn array_active(&self, array: JobId) -> u32 {
+        self.jobs
+            .range(array..)
+            .map(|(_, r)| r)
+            .take_while(|r| r.array.is_some_and(|a| a.job == array))
+            .filter(|r| r.state.holds_resources())
+            .count() as u32
+    }
+
+    /// Why a pending job may not be placed now regardless of capacity, if it may not:
+    /// held, not yet begun, waiting on its dependency, or its array's throttle is reached
+    /// (`extra_active` counts tasks of its array planned earlier in the same pass).
+    fn ineligible(&self, record: &JobRecord, extra_active: u32) -> Option<Unschedulable> {
+        let why = |reason, message: String| Some(Unschedulable { reason, message });
+        if record.held {
+            return why(
+                PendingReason::Held,
+                "held; release it to schedule it".into(),
+            );
+        }
+        if let Some(begin) = record.spec.control.begin_ms {
+            if begin > self.clock_ms {
+                return why(
+                    PendingReason::BeginTime,
+                    format!("not before {begin} ms since the epoch"),
+                );
+            }
+        }
+        match self.dep_status(record) {
+            DepStatus::Satisfied => {}
+            DepStatus::Waiting => {
+                return why(
+                    PendingReason::Dependency,
+                    "waiting for the jobs it depends on".into(),
+                )
+            }
+            DepStatus::Never => {
+                return why(
+                    PendingReason::DependencyNeverSatisfied,
+                    "a job it depends on ended in a way that cannot satisfy it".into(),
+                )
+            }
+        }
+        if let Some(a) = record.array {
+            if a.throttle > 0 && self.array_active(a.job) + extra_active >= a.throttle {
+                return why(
+                    PendingReason::ArrayTaskLimit,
+                    format!("its array runs at most {} tasks at once", a.throttle),
+                );
+            }
+        }
+        None
+    }
+
+    /// Back to the queue: allocation released, `restarts` counted.
+    fn requeue(&mut self, job: JobId) {
+        self.release(job);
+        let r = self.jobs.get_mut(&job).expect("job exists");
+        r.state = JobState::Pending;
+        r.restarts += 1;
+        r.start_ms = None;
+        r.tried_epoch = None;
+        let (p, s, id) = (r.spec.priority, r.submit_index, r.id);
+        self.queue.insert(p, s, id);
     }
 
     fn apply_pass(
@@ -699,6 +1040,9 @@ impl StateMachine {
         };
         if record.state != JobState::Pending {
             return Err(format!("job {} is {:?}", plan.job, record.state));
+        }
+        if let Some(why) = self.ineligible(record, 0) {
+            return Err(why.message);
         }
         if plan.members.len() != record.spec.member_count() as usize {
             return Err("plan has the wrong number of members".into());
@@ -824,6 +1168,21 @@ impl StateMachine {
         r.state = state;
         r.end_ms = Some(now);
         r.reason = None;
+        // Releasing an allocation bumped the epoch already; a job that ends while pending
+        // changes no capacity, but jobs depending on it may now run (or never will).
+        if prev == JobState::Pending && self.has_dependents(job) {
+            self.epoch += 1;
+        }
+    }
+
+    /// Whether a pending job depends on `job`. O(pending jobs).
+    fn has_dependents(&self, job: JobId) -> bool {
+        self.queue.iter().any(|p| {
+            self.jobs[&p]
+                .deps
+                .as_ref()
+                .is_some_and(|d| d.terms.iter().any(|&(_, j)| j == job))
+        })
     }
 
     fn fail_node(&mut self, node: NodeId, now: u64) -> Vec<JobId> {
@@ -846,14 +1205,7 @@ impl StateMachine {
                 ended.push(job);
                 continue;
             }
-            self.release(job);
-            let r = self.jobs.get_mut(&job).expect("job exists");
-            r.state = JobState::Pending;
-            r.restarts += 1;
-            r.start_ms = None;
-            r.tried_epoch = None;
-            let (p, s, id) = (r.spec.priority, r.submit_index, r.id);
-            self.queue.insert(p, s, id);
+            self.requeue(job);
             ended.push(job);
         }
         ended
@@ -880,6 +1232,9 @@ impl StateMachine {
         let mut deferred = Vec::new();
         let mut explanations = Vec::new();
         let mut blocked_ahead = false;
+        // Tasks of each array, and singleton (name, user) pairs, planned in this pass.
+        let mut array_planned: BTreeMap<JobId, u32> = BTreeMap::new();
+        let mut singletons: BTreeSet<(&str, &str)> = BTreeSet::new();
         for job in self.queue.iter() {
             if plans.len() >= max_plans {
                 break;
@@ -889,6 +1244,27 @@ impl StateMachine {
                 blocked_ahead |= record.reason.as_ref().is_some_and(|r| {
                     matches!(r.reason, PendingReason::Resources | PendingReason::Priority)
                 });
+                continue;
+            }
+            let extra = record
+                .array
+                .map_or(0, |a| array_planned.get(&a.job).copied().unwrap_or(0));
+            let singleton = record
+                .deps
+                .as_ref()
+                .is_some_and(|d| d.terms.iter().any(|t| t.0 == DepKind::Singleton));
+            let key = (record.spec.name.as_str(), record.spec.control.user.as_str());
+            let mut why = self.ineligible(record, extra);
+            if why.is_none() && singleton && singletons.contains(&key) {
+                why = Some(Unschedulable {
+                    reason: PendingReason::Dependency,
+                    message: "another job of its name and user runs first".into(),
+                });
+            }
+            if let Some(why) = why {
+                // Not a capacity matter: it blocks nobody behind it.
+                explanations.push((job, Explanation::default()));
+                deferred.push((job, why));
                 continue;
             }
             let view = ClusterView {
@@ -902,6 +1278,12 @@ impl StateMachine {
                     let l = ledger.get_or_insert_with(|| self.ledger.clone());
                     for slot in &plan.members {
                         l.take(&self.topology, slot.node, &slot.take);
+                    }
+                    if let Some(a) = record.array {
+                        *array_planned.entry(a.job).or_default() += 1;
+                    }
+                    if singleton {
+                        singletons.insert(key);
                     }
                     plans.push(plan);
                 }

@@ -324,6 +324,7 @@ pub fn spec(name: &str, workload: Workload) -> JobSpec {
         memory_mib: 4_096,
         time_limit_ms: None,
         workload,
+        control: Default::default(),
     }
 }
 

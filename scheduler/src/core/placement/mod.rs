@@ -171,6 +171,16 @@ pub enum PendingReason {
     BadConstraints,
     /// A plan was rejected at apply because the state moved on; it will be retried.
     StalePlan,
+    /// Held by a user (`scontrol hold`, `sbatch -H`) until released.
+    Held,
+    /// Waiting for the jobs it depends on.
+    Dependency,
+    /// A job it depends on ended in a way that can never satisfy the dependency.
+    DependencyNeverSatisfied,
+    /// Its begin time has not come.
+    BeginTime,
+    /// Its array's throttle (`%N`) is reached.
+    ArrayTaskLimit,
 }
 
 impl PendingReason {
@@ -183,6 +193,11 @@ impl PendingReason {
             PendingReason::LatencyUnavailable => "LatencyUnavailable",
             PendingReason::BadConstraints => "BadConstraints",
             PendingReason::StalePlan => "StalePlan",
+            PendingReason::Held => "JobHeldUser",
+            PendingReason::Dependency => "Dependency",
+            PendingReason::DependencyNeverSatisfied => "DependencyNeverSatisfied",
+            PendingReason::BeginTime => "BeginTime",
+            PendingReason::ArrayTaskLimit => "JobArrayTaskLimit",
         }
     }
 }
