@@ -272,9 +272,9 @@ enum TopologyCommand {
 }
 
 /// An error with its exit code.
-struct Failure {
+pub(crate) struct Failure {
     code: u8,
-    error: anyhow::Error,
+    pub(crate) error: anyhow::Error,
 }
 
 fn invalid(error: impl Into<anyhow::Error>) -> Failure {

@@ -164,6 +164,46 @@ fn client(conn: &Conn) -> Result<ClusterClient, Failure> {
     Ok(ClusterClient::new(server, identity, ca))
 }
 
+impl Conn {
+    /// The connection settings from the environment and the config file only (the Slurm
+    /// shim's commands take no sovra flags).
+    pub fn from_env() -> Conn {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Conn {
+            server: var("SOVRA_SERVER")
+                .map(|list| {
+                    list.split(',')
+                        .filter_map(|a| a.trim().parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            certs: var("SOVRA_CERTS").map(PathBuf::from),
+            user: var("SOVRA_USER"),
+        }
+    }
+}
+
+/// A client and the runtime its calls run on, for commands that make several calls.
+pub struct Session {
+    rt: tokio::runtime::Runtime,
+    client: ClusterClient,
+}
+
+impl Session {
+    /// Connects lazily: the first call finds the leader.
+    pub fn open(conn: &Conn) -> Result<Session, Failure> {
+        Ok(Session {
+            client: client(conn)?,
+            rt: async_runtime()?,
+        })
+    }
+
+    /// One operation; refusals and failures are errors.
+    pub fn call(&mut self, op: ClientOp) -> Result<ClientResult, Failure> {
+        answer(self.rt.block_on(self.client.call(op)))
+    }
+}
+
 /// Runs one operation and returns its answer; refusals and failures are errors.
 pub fn query(conn: &Conn, op: ClientOp) -> Result<ClientResult, Failure> {
     let mut client = client(conn)?;

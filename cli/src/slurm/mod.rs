@@ -16,6 +16,8 @@ use sovra_fabric::slurm::hostlist;
 
 // Until every command is wired to the cluster, parts of these are used only by tests.
 #[allow(dead_code)]
+pub mod cluster;
+#[allow(dead_code)]
 pub mod model;
 #[allow(dead_code)]
 pub mod sacct;
@@ -48,6 +50,7 @@ pub fn run(command: &str, args: &[String]) -> u8 {
     let env_nodelist = std::env::var("SLURM_NODELIST").ok();
     let (code, out, err) = match command {
         "scontrol" => scontrol(args, env_nodelist.as_deref()),
+        "scancel" => cluster::scancel(args),
         other => (
             1,
             String::new(),

@@ -163,7 +163,7 @@ impl Agents {
                 memory_mib: r.spec.memory_mib,
                 time_limit_ms: r.spec.time_limit_ms,
                 argv: run.argv.clone(),
-                env: run.env.clone(),
+                env: slurm_env(r),
                 workdir: run.workdir.clone(),
                 members: plan
                     .members
@@ -298,4 +298,39 @@ impl Agents {
             })
             .collect()
     }
+}
+
+/// A job's environment: Slurm's variables that come from the scheduler's record (array task,
+/// partition, user), then the job's own, which may override them.
+fn slurm_env(r: &sovra_scheduler::core::state::JobRecord) -> Vec<(String, String)> {
+    let control = &r.spec.control;
+    let mut env = Vec::with_capacity(r.spec.run.env.len() + 8);
+    if let (Some(task), Some(array)) = (r.array, &control.array) {
+        let indices = &array.indices;
+        let first = indices.first().copied().unwrap_or(0);
+        let last = indices.last().copied().unwrap_or(0);
+        // The step when the indices are evenly spaced, as Slurm reports it; 1 otherwise.
+        let step = match indices.windows(2).next() {
+            Some(w) if indices.windows(2).all(|v| v[1] - v[0] == w[1] - w[0]) => w[1] - w[0],
+            _ => 1,
+        };
+        for (name, value) in [
+            ("SLURM_ARRAY_JOB_ID", task.job.0.to_string()),
+            ("SLURM_ARRAY_TASK_ID", task.index.to_string()),
+            ("SLURM_ARRAY_TASK_COUNT", indices.len().to_string()),
+            ("SLURM_ARRAY_TASK_MIN", first.to_string()),
+            ("SLURM_ARRAY_TASK_MAX", last.to_string()),
+            ("SLURM_ARRAY_TASK_STEP", step.to_string()),
+        ] {
+            env.push((name.to_string(), value));
+        }
+    }
+    if !control.queue.is_empty() {
+        env.push(("SLURM_JOB_PARTITION".into(), control.queue.clone()));
+    }
+    if !control.user.is_empty() {
+        env.push(("SLURM_JOB_USER".into(), control.user.clone()));
+    }
+    env.extend(r.spec.run.env.iter().cloned());
+    env
 }

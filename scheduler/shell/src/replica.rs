@@ -567,6 +567,8 @@ pub fn node_infos(sm: &StateMachine) -> Vec<NodeInfo> {
                 gpus_whole_free: free.whole_free(),
                 cpu_free_milli: free.cpu_milli,
                 memory_free_mib: free.memory_mib,
+                cpu_milli: node.cpu_milli,
+                memory_mib: node.memory_mib,
             }
         })
         .collect()

@@ -429,6 +429,10 @@ pub struct NodeInfo {
     pub cpu_free_milli: u64,
     /// Free memory.
     pub memory_free_mib: u64,
+    /// CPU in all.
+    pub cpu_milli: u64,
+    /// Memory in all.
+    pub memory_mib: u64,
 }
 
 /// The most bytes one [`ClientOp::Logs`] returns.
@@ -1256,6 +1260,8 @@ fn put_node_info(out: &mut Vec<u8>, n: &NodeInfo) {
     put_u32(out, n.gpus_whole_free);
     put_u64(out, n.cpu_free_milli);
     put_u64(out, n.memory_free_mib);
+    put_u64(out, n.cpu_milli);
+    put_u64(out, n.memory_mib);
 }
 
 fn put_assignment(out: &mut Vec<u8>, a: &Assignment) {
@@ -1743,6 +1749,8 @@ impl<'a> Reader<'a> {
                         gpus_whole_free: self.u32("gpus_whole_free")?,
                         cpu_free_milli: self.u64("cpu_free_milli")?,
                         memory_free_mib: self.u64("memory_free_mib")?,
+                        cpu_milli: self.u64("cpu_milli")?,
+                        memory_mib: self.u64("memory_mib")?,
                     });
                 }
                 ClientResult::NodeList { nodes }
@@ -2140,6 +2148,8 @@ mod tests {
                     gpus_whole_free,
                     cpu_free_milli,
                     memory_free_mib,
+                    cpu_milli: cpu_free_milli / 2,
+                    memory_mib: memory_free_mib / 3,
                 },
             )
     }
