@@ -20,6 +20,7 @@ struct JobFile {
     tenant: String,
     #[serde(default)]
     priority: u32,
+    #[serde(default)]
     jurisdictions: Vec<String>,
     #[serde(default)]
     gpu_models: Vec<String>,

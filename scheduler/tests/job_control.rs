@@ -272,3 +272,35 @@ fn job_file_syntax_errors_are_one_line() {
     let dep = parse_dependency("afterok:12:13_2?singleton").unwrap();
     assert_eq!(dep.to_string(), "afterok:12?afterok:13_2?singleton");
 }
+
+#[test]
+fn queues_bind_jurisdictions() {
+    let mut d = Driver::new(au_jp());
+    let queued = |queue: &str, juris: &[&str]| {
+        let mut s = batch_whole(1).named(queue);
+        s.jurisdictions = juris.iter().map(|j| jur(j)).collect();
+        s.control.queue = queue.into();
+        s
+    };
+    let jp = d.submit(queued("jp", &[]));
+    assert_eq!(d.job(jp).spec.jurisdictions, [jur("JP")]);
+    let all = d.submit(queued("all", &[]));
+    assert_eq!(d.job(all).spec.jurisdictions, [jur("AU"), jur("JP")]);
+    let both = d.submit(queued("all", &["AU"]));
+    assert_eq!(d.job(both).spec.jurisdictions, [jur("AU")]);
+    for (queue, juris, want) in [
+        ("gpu", &[][..], "invalid partition name specified: gpu"),
+        ("JP", &[][..], "invalid partition name specified: JP"),
+        ("jp", &["AU"][..], "outside the job's allowed jurisdictions"),
+    ] {
+        match d.apply(Command::Submit {
+            spec: queued(queue, juris),
+            request: None,
+        }) {
+            Applied::Rejected(e) => assert!(e.contains(want), "{queue}: {e}"),
+            other => panic!("{queue}: {other:?}"),
+        }
+    }
+    d.pass();
+    assert_eq!(d.job(jp).state, JobState::Placed);
+}

@@ -343,7 +343,8 @@ impl JobSpec {
         if self.name.chars().any(|c| c.is_control()) {
             return Err("job name contains control characters".into());
         }
-        if self.jurisdictions.is_empty() {
+        // A job submitted to a queue gets its jurisdictions from it at submit.
+        if self.jurisdictions.is_empty() && self.control.queue.is_empty() {
             return Err("job allows no jurisdiction: set at least one (e.g. \"AU\")".into());
         }
         validate_gpus(&self.member_gpus())?;

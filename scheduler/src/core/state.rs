@@ -729,6 +729,18 @@ impl StateMachine {
         if let Some(job) = request.and_then(|r| self.requests.get(&r)) {
             return Applied::Submitted(*job);
         }
+        let queued;
+        let spec = if spec.control.queue.is_empty() {
+            spec
+        } else {
+            match self.resolve_queue(spec) {
+                Ok(s) => {
+                    queued = s;
+                    &queued
+                }
+                Err(e) => return Applied::Rejected(e),
+            }
+        };
         if let Err(e) = spec.validate() {
             return Applied::Rejected(e);
         }
@@ -797,6 +809,40 @@ impl StateMachine {
             self.requests.insert(r, first);
         }
         Applied::Submitted(first)
+    }
+
+    /// A queue (Slurm partition) is bound to jurisdictions: `all` to every jurisdiction this
+    /// group governs, a jurisdiction's code in lower case (`au`) to that one. A job in a queue
+    /// may run only there (and only where it allows, if it names jurisdictions itself).
+    fn resolve_queue(&self, spec: &JobSpec) -> Result<JobSpec, String> {
+        let queue = &spec.control.queue;
+        let bound: Vec<Jurisdiction> = if queue == "all" {
+            self.scope.clone()
+        } else {
+            let code = queue.to_ascii_uppercase();
+            match self.scope.iter().find(|j| j.as_str() == code) {
+                Some(&j) if queue.chars().all(|c| c.is_ascii_lowercase()) => vec![j],
+                _ => return Err(format!("invalid partition name specified: {queue}")),
+            }
+        };
+        let mut out = spec.clone();
+        out.jurisdictions = if spec.jurisdictions.is_empty() {
+            bound
+        } else {
+            let both: Vec<Jurisdiction> = spec
+                .jurisdictions
+                .iter()
+                .copied()
+                .filter(|j| bound.contains(j))
+                .collect();
+            if both.is_empty() {
+                return Err(format!(
+                    "partition {queue} is outside the job's allowed jurisdictions"
+                ));
+            }
+            both
+        };
+        Ok(out)
     }
 
     /// Resolves a spec's dependency to job ids: an array's job id stands for all its tasks,
