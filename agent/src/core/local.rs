@@ -114,7 +114,11 @@ pub fn place_locally(
     }
     Ok((0..count)
         .map(|rank| Assignment {
-            task: TaskId { job, rank },
+            task: TaskId {
+                job,
+                rank,
+                attempt: 0,
+            },
             name: spec.name.clone(),
             tenant: spec.tenant.clone(),
             time_limit_ms: spec.time_limit_ms,

@@ -23,32 +23,55 @@ pub struct TaskId {
     pub job: JobId,
     /// The member's rank (gang rank or replica index), 0-based.
     pub rank: u32,
+    /// The job's attempt (its requeue count): a requeued job's member is a new task, even on
+    /// the same node, so an old attempt's end never ends the new one.
+    pub attempt: u32,
 }
 
 impl TaskId {
-    /// Builds a task id.
+    /// Builds the task id of a job's first attempt.
     pub fn new(job: u64, rank: u32) -> TaskId {
         TaskId {
             job: JobId(job),
             rank,
+            attempt: 0,
         }
     }
 
-    /// Parses the `<job>-<rank>` form that [`fmt::Display`] writes.
+    /// This task in another attempt of its job.
+    pub fn with_attempt(self, attempt: u32) -> TaskId {
+        TaskId { attempt, ..self }
+    }
+
+    /// Parses the `<job>-<rank>[.<attempt>]` form that [`fmt::Display`] writes.
     pub fn parse(text: &str) -> Option<TaskId> {
-        let (job, rank) = text.split_once('-')?;
+        let (job, rest) = text.split_once('-')?;
+        let (rank, attempt) = match rest.split_once('.') {
+            Some((rank, attempt)) => (rank, Some(attempt)),
+            None => (rest, None),
+        };
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits(job) || !digits(rank) {
+        if !digits(job) || !digits(rank) || attempt.is_some_and(|a| !digits(a)) {
             return None;
         }
-        Some(TaskId::new(job.parse().ok()?, rank.parse().ok()?))
+        let attempt = match attempt {
+            None => 0,
+            // The first attempt is written without a suffix: one form per id.
+            Some(a) => a.parse().ok().filter(|&a| a > 0)?,
+        };
+        Some(TaskId::new(job.parse().ok()?, rank.parse().ok()?).with_attempt(attempt))
     }
 }
 
-/// `<job>-<rank>`, e.g. `42-0`; used in paths and cgroup names.
+/// `<job>-<rank>`, e.g. `42-0`, with `.<attempt>` after a requeue (`42-0.1`); used in paths
+/// and cgroup names.
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.job.0, self.rank)
+        write!(f, "{}-{}", self.job.0, self.rank)?;
+        if self.attempt > 0 {
+            write!(f, ".{}", self.attempt)?;
+        }
+        Ok(())
     }
 }
 
@@ -137,6 +160,7 @@ impl Assignment {
             task: TaskId {
                 job: plan.job,
                 rank,
+                attempt: 0,
             },
             name: spec.name.clone(),
             tenant: spec.tenant.clone(),

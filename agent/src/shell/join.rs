@@ -44,9 +44,10 @@ pub struct JoinConfig {
 /// nothing (it cancelled the task, or it enforces the time limit itself).
 fn report_op(node: &str, report: &Report) -> Option<ClientOp> {
     let job = report.task.job.0;
+    let attempt = report.task.attempt;
     let node = node.to_string();
     match &report.status {
-        Status::Running { .. } => Some(ClientOp::JobStarted { node, job }),
+        Status::Running { .. } => Some(ClientOp::JobStarted { node, job, attempt }),
         Status::Finished(f) => {
             let how = match &f.outcome {
                 Outcome::Completed => JobEnd::Exited(0),
@@ -58,7 +59,12 @@ fn report_op(node: &str, report: &Report) -> Option<ClientOp> {
                 Outcome::NodeFail(_) => JobEnd::Exited(128 + 9),
                 Outcome::Cancelled | Outcome::TimeLimit => return None,
             };
-            Some(ClientOp::JobEnded { node, job, how })
+            Some(ClientOp::JobEnded {
+                node,
+                job,
+                attempt,
+                how,
+            })
         }
     }
 }
@@ -86,7 +92,7 @@ fn desired(node: &str, jobs: &[wire::Assignment]) -> Vec<(Assignment, u32)> {
             }
             out.push((
                 Assignment {
-                    task: TaskId::new(a.job, rank as u32),
+                    task: TaskId::new(a.job, rank as u32).with_attempt(a.attempt),
                     name: a.name.clone(),
                     tenant: a.tenant.clone(),
                     time_limit_ms: a.time_limit_ms,
@@ -320,7 +326,25 @@ pub async fn serve(
                 match result {
                     Ok(ClientResult::Assignments { version, in_service, jobs, log_requests }) => {
                         for request in log_requests {
-                            let task = TaskId::new(request.job, request.rank);
+                            // The latest attempt: the one assigned now, else the last run.
+                            let attempt = jobs
+                                .iter()
+                                .find(|a| a.job == request.job)
+                                .map(|a| a.attempt)
+                                .or_else(|| {
+                                    runner
+                                        .tasks()
+                                        .iter()
+                                        .filter(|t| {
+                                            t.task.job.0 == request.job
+                                                && t.task.rank == request.rank
+                                        })
+                                        .map(|t| t.task.attempt)
+                                        .max()
+                                })
+                                .unwrap_or(0);
+                            let task =
+                                TaskId::new(request.job, request.rank).with_attempt(attempt);
                             let (out, err) = runner.log_paths(task);
                             let path = if request.stderr { err } else { out };
                             spawn_log_answer(&cfg, path, request);

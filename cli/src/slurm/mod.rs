@@ -14,6 +14,8 @@ use std::path::Path;
 
 use sovra_fabric::slurm::hostlist;
 
+use model::Output;
+
 // Until every command is wired to the cluster, parts of these are used only by tests.
 #[allow(dead_code)]
 pub mod cluster;
@@ -89,11 +91,7 @@ pub fn scontrol(args: &[String], env_nodelist: Option<&str>) -> (u8, String, Str
         );
     };
     if !abbreviates(command, "show", 3) {
-        return (
-            1,
-            String::new(),
-            format!("scontrol: error: sovra's scontrol {command} is not built yet\n"),
-        );
+        return scontrol_act(command, &words[1..]);
     }
     let Some(&entity) = words.get(1) else {
         return (
@@ -171,6 +169,162 @@ pub fn scontrol(args: &[String], env_nodelist: Option<&str>) -> (u8, String, Str
         Err(_) => (1, String::new(), format!("Invalid hostlist: {list}\n")),
     }
 }
+
+/// The `scontrol` commands that act on jobs: `hold`, `uhold`, `release`, `requeue`,
+/// `suspend`, `resume`, `update`, and `version` (`scontrol/scontrol.c`, `update_job.c`).
+fn scontrol_act(command: &str, args: &[&str]) -> Output {
+    use sovrad::wire::JobAction;
+    let fail = |text: String| (1, String::new(), text);
+    let action = if abbreviates(command, "hold", 4) || abbreviates(command, "uhold", 5) {
+        Some(JobAction::Hold)
+    } else if abbreviates(command, "release", 3) {
+        Some(JobAction::Release)
+    } else if abbreviates(command, "requeue", 3) {
+        Some(JobAction::Requeue)
+    } else if abbreviates(command, "suspend", 2) || abbreviates(command, "resume", 3) {
+        // sovra does not stop and continue running jobs (yet).
+        let mut err = String::new();
+        for a in args {
+            err.push_str(&format!(
+                "Requested operation is presently disabled for job {a}\n"
+            ));
+        }
+        if args.is_empty() {
+            err = format!("too few arguments for keyword:{command}\n");
+        }
+        return fail(err);
+    } else if abbreviates(command, "version", 4) {
+        return (0, format!("{VERSION}\n"), String::new());
+    } else if abbreviates(command, "update", 1) {
+        return scontrol_update(command, args);
+    } else {
+        return fail(format!("invalid keyword: {command}\n"));
+    };
+    // `requeue` takes flags (`Incomplete`, `State=SpecialExit`) before the ids.
+    let ids: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !a.eq_ignore_ascii_case("incomplete") && !a.contains("State="))
+        .map(|a| {
+            a.strip_prefix("JobId=")
+                .or_else(|| a.strip_prefix("jobid="))
+                .or_else(|| a.strip_prefix("Job="))
+                .or_else(|| a.strip_prefix("job="))
+                .unwrap_or(a)
+        })
+        .collect();
+    if ids.is_empty() {
+        return fail(format!("too few arguments for keyword:{command}\n"));
+    }
+    let mut session = match cluster::session("scontrol") {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let view = match cluster::fetch(&mut session, "scontrol", false) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let mut err = String::new();
+    for id in ids {
+        if let Err(why) = cluster::control(&mut session, &view, id, action) {
+            let why = match (action, why.as_str()) {
+                (Some(JobAction::Hold | JobAction::Release), w) if w.contains("completing") => {
+                    "Job is no longer pending execution"
+                }
+                _ => why.as_str(),
+            };
+            err.push_str(&format!("{why} for job {id}\n"));
+        }
+    }
+    (u8::from(!err.is_empty()), String::new(), err)
+}
+
+/// `scontrol update JobId=N TimeLimit=T` (also `TimeLimit=+T`/`-T`); other fields are not
+/// supported yet and say so as Slurm does for unknown ones.
+fn scontrol_update(command: &str, args: &[&str]) -> Output {
+    use sovrad::wire::JobAction;
+    let fail = |text: String| (1, String::new(), text);
+    if args.is_empty() {
+        return fail(format!("too few arguments for {command} keyword\n"));
+    }
+    let mut job: Option<&str> = None;
+    let mut limit: Option<(Option<char>, Option<u64>)> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i];
+        let (tag, value) = match arg.split_once('=') {
+            Some((t, v)) => (t, v),
+            None if i + 1 < args.len() => {
+                i += 1;
+                (arg, args[i])
+            }
+            None => {
+                return fail(format!("Invalid input: {arg}\nRequest aborted\n"));
+            }
+        };
+        if abbreviates(tag, "JobId", 3) {
+            job = Some(value);
+        } else if abbreviates(tag, "TimeLimit", 5) {
+            let (sign, text) = match value.chars().next() {
+                Some(c @ ('+' | '-')) => (Some(c), &value[1..]),
+                _ => (None, value),
+            };
+            match time::parse_time_limit(text) {
+                Ok(minutes) => limit = Some((sign, minutes)),
+                Err(()) => return fail("scontrol: error: Invalid TimeLimit value\n".into()),
+            }
+        } else {
+            return fail(format!(
+                "Update of this parameter is not supported: {arg}\nRequest aborted\n"
+            ));
+        }
+        i += 1;
+    }
+    let Some(job) = job else {
+        return fail("scontrol: error: No job identification provided\n".into());
+    };
+    let Some((sign, minutes)) = limit else {
+        return fail("No changes specified\n".into());
+    };
+    let mut session = match cluster::session("scontrol") {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let view = match cluster::fetch(&mut session, "scontrol", false) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let new_limit = match (sign, minutes) {
+        (None, m) => m,
+        (Some(_), None) => return fail("scontrol: error: Invalid TimeLimit value\n".into()),
+        (Some(sign), Some(delta)) => {
+            let current = view
+                .jobs
+                .iter()
+                .find(|j| j.job_id.to_string() == job)
+                .and_then(|j| j.time_limit_min);
+            match (sign, current) {
+                (_, None) => None,
+                ('+', Some(c)) => Some(c + delta),
+                (_, Some(c)) if delta > c => {
+                    return fail(format!(
+                        "scontrol: error: TimeLimit decrement larger than current time limit \
+                         ({delta} > {c})\n"
+                    ))
+                }
+                (_, Some(c)) => Some(c - delta),
+            }
+        }
+    };
+    let action = JobAction::SetTimeLimit(new_limit.map(|m| m * 60_000));
+    match cluster::control(&mut session, &view, job, Some(action)) {
+        Ok(()) => (0, String::new(), String::new()),
+        Err(why) => fail(format!("{why} for job {job}\n")),
+    }
+}
+
+/// What `-V`/`--version` prints: the Slurm release the shim follows.
+pub const VERSION: &str = "slurm 22.05.11";
 
 /// `sovra slurm install-links DIR`: a symlink to this binary for each Slurm command.
 /// Existing links are replaced; any other file of those names is left alone (an error).

@@ -252,13 +252,20 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
             known: *known,
             wait_ms: *wait_ms,
         },
-        ClientOp::JobStarted { node, job } => Op::JobStarted {
+        ClientOp::JobStarted { node, job, attempt } => Op::JobStarted {
             node: node.clone(),
             job: JobId(*job),
+            attempt: *attempt,
         },
-        ClientOp::JobEnded { node, job, how } => Op::JobEnded {
+        ClientOp::JobEnded {
+            node,
+            job,
+            attempt,
+            how,
+        } => Op::JobEnded {
             node: node.clone(),
             job: JobId(*job),
+            attempt: *attempt,
             how: *how,
         },
     })

@@ -191,6 +191,8 @@ pub enum Op {
         node: String,
         /// The job.
         job: JobId,
+        /// The attempt the agent ran (the job's requeue count).
+        attempt: u32,
     },
     /// A job's process ended on an agent's node (idempotent).
     JobEnded {
@@ -198,6 +200,8 @@ pub enum Op {
         node: String,
         /// The job.
         job: JobId,
+        /// The attempt the agent ran.
+        attempt: u32,
         /// How.
         how: JobEnd,
     },
@@ -972,19 +976,25 @@ impl<S: LogStore> Replica<S> {
                 self.output.replies.push((token, Reply::Ok));
                 return;
             }
-            Op::JobStarted { node, job } => match self.agent_job(&node, job) {
+            Op::JobStarted { node, job, attempt } => match self.agent_job(&node, job) {
                 Err(why) => {
                     self.reject(token, why);
                     return;
                 }
-                // Another member's agent reported it first, or it is over: nothing to do.
-                Ok((state, _)) if state != JobState::Placed => {
+                // Another member's agent reported it first, it is over, or the report is of
+                // an attempt before a requeue: nothing to do.
+                Ok((state, _)) if state != JobState::Placed || !self.current(job, attempt) => {
                     self.output.replies.push((token, Reply::Ok));
                     return;
                 }
                 Ok(_) => self.propose_command(token, &Command::Start { job }, false, now_ms),
             },
-            Op::JobEnded { node, job, how } => match self.agent_job(&node, job) {
+            Op::JobEnded {
+                node,
+                job,
+                attempt,
+                how,
+            } => match self.agent_job(&node, job) {
                 Err(why) => {
                     self.reject(token, why);
                     return;
@@ -998,7 +1008,7 @@ impl<S: LogStore> Replica<S> {
                     // The job ends when its first member (rank 0) ends, or when any member
                     // fails; other members' clean exits change nothing.
                     let ends = rank0 || status != ExitStatus::Completed;
-                    if state.is_terminal() || !ends {
+                    if state.is_terminal() || !ends || !self.current(job, attempt) {
                         self.output.replies.push((token, Reply::Ok));
                         return;
                     }
@@ -1089,6 +1099,11 @@ impl<S: LogStore> Replica<S> {
             .filter(|p| p.members.iter().any(|m| m.node == id))
             .ok_or_else(|| format!("job {job} has no member on node {node}"))?;
         Ok((r.state, plan.members.first().is_some_and(|m| m.node == id)))
+    }
+
+    /// Whether an agent's report is of the job's current attempt (not one before a requeue).
+    fn current(&self, job: JobId, attempt: u32) -> bool {
+        self.sm.job(job).is_some_and(|r| r.restarts == attempt)
     }
 
     fn reject(&mut self, token: u64, why: String) {

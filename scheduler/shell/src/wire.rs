@@ -33,8 +33,8 @@
 //! | `0x0a` | `RemoveNode`   | `u64 id`                         |
 //! | `0x0b` | `Leader`       |                                  |
 //! | `0x0c` | `AgentSync`    | `str node, u64 known, u32 wait_ms` |
-//! | `0x0d` | `JobStarted`   | `str node, u64 job`              |
-//! | `0x0e` | `JobEnded`     | `str node, u64 job, u8 how [, i32 code]` |
+//! | `0x0d` | `JobStarted`   | `str node, u64 job, u32 attempt` |
+//! | `0x0e` | `JobEnded`     | `str node, u64 job, u32 attempt, u8 how [, i32 code]` |
 //! | `0x0f` | `JobList`      | `bool all`                       |
 //! | `0x10` | `JobInfo`      | `u64 job`                        |
 //! | `0x11` | `NodeList`     |                                  |
@@ -272,6 +272,9 @@ pub enum ClientOp {
         node: String,
         /// The job.
         job: u64,
+        /// Which attempt (the job's requeue count when assigned): reports of an earlier
+        /// attempt are stale and change nothing.
+        attempt: u32,
     },
     /// Jobs, structured (linearizable read): those pending, placed or running, as squeue
     /// shows them, or with `all` the ended ones too.
@@ -336,6 +339,8 @@ pub enum ClientOp {
         node: String,
         /// The job.
         job: u64,
+        /// Which attempt.
+        attempt: u32,
         /// How it ended.
         how: JobEnd,
     },
@@ -514,7 +519,7 @@ impl ClientOp {
             ClientOp::RemoveNode { id } => format!("remove replica {id}"),
             ClientOp::Leader => "ask for the leader".into(),
             ClientOp::AgentSync { node, .. } => format!("sync as the agent of node {node}"),
-            ClientOp::JobStarted { node, job } => {
+            ClientOp::JobStarted { node, job, .. } => {
                 format!("report job {job} started on node {node}")
             }
             ClientOp::JobEnded { node, job, .. } => {
@@ -1068,10 +1073,11 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_u64(out, *known);
             put_u32(out, *wait_ms);
         }
-        ClientOp::JobStarted { node, job } => {
+        ClientOp::JobStarted { node, job, attempt } => {
             put_u8(out, 0x0d);
             put_str(out, node);
             put_u64(out, *job);
+            put_u32(out, *attempt);
         }
         ClientOp::JobList { all } => {
             put_u8(out, 0x0f);
@@ -1128,10 +1134,16 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_bool(out, *eof);
             put_opt_str(out, error.as_deref());
         }
-        ClientOp::JobEnded { node, job, how } => {
+        ClientOp::JobEnded {
+            node,
+            job,
+            attempt,
+            how,
+        } => {
             put_u8(out, 0x0e);
             put_str(out, node);
             put_u64(out, *job);
+            put_u32(out, *attempt);
             match how {
                 JobEnd::Exited(code) => {
                     put_u8(out, 0);
@@ -1648,6 +1660,7 @@ impl<'a> Reader<'a> {
             0x0d => ClientOp::JobStarted {
                 node: self.string("node")?,
                 job: self.u64("job")?,
+                attempt: self.u32("attempt")?,
             },
             0x0f => ClientOp::JobList {
                 all: self.flag("all")?,
@@ -1690,6 +1703,7 @@ impl<'a> Reader<'a> {
             0x0e => ClientOp::JobEnded {
                 node: self.string("node")?,
                 job: self.u64("job")?,
+                attempt: self.u32("attempt")?,
                 how: match self.u8("how")? {
                     0 => JobEnd::Exited(self.u32("code")? as i32),
                     1 => JobEnd::OutOfMemory,
@@ -2004,7 +2018,8 @@ mod tests {
                     wait_ms,
                 }
             }),
-            (text(), any::<u64>()).prop_map(|(node, job)| ClientOp::JobStarted { node, job }),
+            (text(), any::<u64>(), any::<u32>())
+                .prop_map(|(node, job, attempt)| { ClientOp::JobStarted { node, job, attempt } }),
             any::<bool>().prop_map(|all| ClientOp::JobList { all }),
             any::<u64>().prop_map(|job| ClientOp::JobInfo { job }),
             Just(ClientOp::NodeList),
@@ -2048,6 +2063,7 @@ mod tests {
                 |(node, job, code)| ClientOp::JobEnded {
                     node,
                     job,
+                    attempt: (job % 7) as u32,
                     how: code.map_or(JobEnd::OutOfMemory, JobEnd::Exited),
                 }
             ),

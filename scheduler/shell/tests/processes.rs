@@ -922,6 +922,7 @@ fn agents_get_assignments_and_silent_agents_lose_their_node() {
     });
     std::thread::sleep(Duration::from_millis(200));
     let started = ClientOp::JobStarted {
+        attempt: 0,
         node: node.into(),
         job,
     };
@@ -948,6 +949,7 @@ fn agents_get_assignments_and_silent_agents_lose_their_node() {
     // Another node's agent may not report this job.
     let other = (at + 1) % nodes.len();
     let ended = ClientOp::JobEnded {
+        attempt: 0,
         node: nodes[other].into(),
         job,
         how: wire::JobEnd::Exited(0),
@@ -959,6 +961,7 @@ fn agents_get_assignments_and_silent_agents_lose_their_node() {
         other => panic!("foreign end report: {other:?}"),
     }
     let ended = ClientOp::JobEnded {
+        attempt: 0,
         node: node.into(),
         job,
         how: wire::JobEnd::Exited(0),
