@@ -340,13 +340,7 @@ fn value(name: &str, line: &Line, view: &View) -> Option<String> {
                 "None assigned".into()
             }
         }
-        "NTasks" => {
-            if batch {
-                "1".into()
-            } else {
-                return None;
-            }
-        }
+        "NTasks" if batch => "1".into(),
         "Partition" => {
             if batch {
                 return None;
@@ -370,7 +364,7 @@ fn value(name: &str, line: &Line, view: &View) -> Option<String> {
             }
         }
         "ReqCPUS" => job.num_cpus.to_string(),
-        "ReqMem" => format!("{}", convert_num_unit(job.mem_per_node_mb, 2)),
+        "ReqMem" => convert_num_unit(job.mem_per_node_mb, 2),
         "ReqNodes" => job.num_nodes.to_string(),
         "Reserved" | "ResvCPU" => {
             let start = job.start_time.unwrap_or(view.now);
@@ -1110,4 +1104,257 @@ fn sacct_state(name: &str) -> Option<Option<JobState>> {
         .iter()
         .any(|s| name.eq_ignore_ascii_case(s))
         .then_some(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::super::squeue::fixture::check;
+
+    /// The conformance table for `sacct`, written from `sacct/sacct.c`, `options.c`,
+    /// `print.c` and `common/print_fields.c` of 22.05, as user `alice` at 12:00.
+    #[test]
+    fn sacct_conformance() {
+        check(
+            &[
+                "sacct",
+                "sacct -X",
+                "sacct -P -o JobID,State,ExitCode",
+                "sacct -p -X -o jobid,jobn,elapsed,start,end -j 101,110",
+                "sacct -b -j 111,113",
+                "sacct -a -X -n -o JobID,User,Partition,NodeList,AllocTRES%40 -s R",
+                "sacct -X -o JobID%-8,JobName%5,State%20,ExitCode -j 113,200",
+                "sacct -X -o reqtres,alloctres,timelimit,submit -j 101",
+                "sacct -P --delimiter=, -X -n -o jobid,jobidraw,state -j 200_1,205",
+                "sacct -X -u bob -S 2024-03-01 -o JobID,User,State",
+                "sacct -X -a -S now-30minutes -E now -o JobID,State -n",
+                "sacct -X -S 2024-02-29T00:00:00 -n -o JobID,Submit",
+                "SACCT_FORMAT=JobID,MaxRSS sacct -X -j 112",
+            ],
+            expect![[r#"
+                $ sacct
+                JobID           JobName  Partition    Account  AllocCPUS      State ExitCode 
+                ------------ ---------- ---------- ---------- ---------- ---------- -------- 
+                101               train        gpu         ml        128    RUNNING      0:0 
+                101.batch         batch                    ml         64    RUNNING      0:0 
+                103               sweep        gpu         ml          0    PENDING      0:0 
+                105                held        gpu         ml          0    PENDING      0:0 
+                110                 oom        gpu         ml          8 OUT_OF_ME+    0:125 
+                110.batch         batch                    ml          8 OUT_OF_ME+    0:125 
+                111                slow        gpu         ml          8    TIMEOUT      0:0 
+                111.batch         batch                    ml          8  CANCELLED     0:15 
+                112                  ok        gpu         ml          8  COMPLETED      0:0 
+                112.batch         batch                    ml          8  COMPLETED      0:0 
+                113                stop        gpu         ml          8 CANCELLED+     0:15 
+                113.batch         batch                    ml          8  CANCELLED     0:15 
+                115              wrapup      debug         ml          8 COMPLETING      0:0 
+                115.batch         batch                    ml          8 COMPLETING      0:0 
+                200_0               arr        cpu         ml          8    RUNNING      0:0 
+                200_0.batch       batch                    ml          8    RUNNING      0:0 
+                200_1               arr        cpu         ml          8    RUNNING      0:0 
+                200_1.batch       batch                    ml          8    RUNNING      0:0 
+                200_2               arr        cpu         ml          0    PENDING      0:0 
+                200_3               arr        cpu         ml          0    PENDING      0:0 
+                200_4               arr        cpu         ml          0    PENDING      0:0 
+                200_5               arr        cpu         ml          0    PENDING      0:0 
+                200_6               arr        cpu         ml          0    PENDING      0:0 
+                200_7               arr        cpu         ml          0    PENDING      0:0 
+                200_8               arr        cpu         ml          0    PENDING      0:0 
+                200_9               arr        cpu         ml          0    PENDING      0:0 
+                $ sacct -X
+                JobID           JobName  Partition    Account  AllocCPUS      State ExitCode 
+                ------------ ---------- ---------- ---------- ---------- ---------- -------- 
+                101               train        gpu         ml        128    RUNNING      0:0 
+                103               sweep        gpu         ml          0    PENDING      0:0 
+                105                held        gpu         ml          0    PENDING      0:0 
+                110                 oom        gpu         ml          8 OUT_OF_ME+    0:125 
+                111                slow        gpu         ml          8    TIMEOUT      0:0 
+                112                  ok        gpu         ml          8  COMPLETED      0:0 
+                113                stop        gpu         ml          8 CANCELLED+     0:15 
+                115              wrapup      debug         ml          8 COMPLETING      0:0 
+                200_0               arr        cpu         ml          8    RUNNING      0:0 
+                200_1               arr        cpu         ml          8    RUNNING      0:0 
+                200_2               arr        cpu         ml          0    PENDING      0:0 
+                200_3               arr        cpu         ml          0    PENDING      0:0 
+                200_4               arr        cpu         ml          0    PENDING      0:0 
+                200_5               arr        cpu         ml          0    PENDING      0:0 
+                200_6               arr        cpu         ml          0    PENDING      0:0 
+                200_7               arr        cpu         ml          0    PENDING      0:0 
+                200_8               arr        cpu         ml          0    PENDING      0:0 
+                200_9               arr        cpu         ml          0    PENDING      0:0 
+                $ sacct -P -o JobID,State,ExitCode
+                JobID|State|ExitCode
+                101|RUNNING|0:0
+                101.batch|RUNNING|0:0
+                103|PENDING|0:0
+                105|PENDING|0:0
+                110|OUT_OF_MEMORY|0:125
+                110.batch|OUT_OF_MEMORY|0:125
+                111|TIMEOUT|0:0
+                111.batch|CANCELLED|0:15
+                112|COMPLETED|0:0
+                112.batch|COMPLETED|0:0
+                113|CANCELLED by 1001|0:15
+                113.batch|CANCELLED|0:15
+                115|COMPLETING|0:0
+                115.batch|COMPLETING|0:0
+                200_0|RUNNING|0:0
+                200_0.batch|RUNNING|0:0
+                200_1|RUNNING|0:0
+                200_1.batch|RUNNING|0:0
+                200_2|PENDING|0:0
+                200_3|PENDING|0:0
+                200_4|PENDING|0:0
+                200_5|PENDING|0:0
+                200_6|PENDING|0:0
+                200_7|PENDING|0:0
+                200_8|PENDING|0:0
+                200_9|PENDING|0:0
+                $ sacct -p -X -o jobid,jobn,elapsed,start,end -j 101,110
+                JobID|JobName|Elapsed|Start|End|
+                101|train|01:02:05|2024-03-01T10:57:55|Unknown|
+                110|oom|00:15:00|2024-03-01T11:35:00|2024-03-01T11:50:00|
+                $ sacct -b -j 111,113
+                JobID             State ExitCode 
+                ------------ ---------- -------- 
+                111             TIMEOUT      0:0 
+                111.batch     CANCELLED     0:15 
+                113          CANCELLED+     0:15 
+                113.batch     CANCELLED     0:15 
+                $ sacct -a -X -n -o JobID,User,Partition,NodeList,AllocTRES%40 -s R
+                101              alice        gpu      gpu[01-02] billing=128,cpu=128,gres/gpu=16,mem=512+ 
+                102                bob        gpu           gpu03         billing=32,cpu=32,mem=32G,node=1 
+                200_0            alice        cpu            cpu2           billing=8,cpu=8,mem=32G,node=1 
+                200_1            alice        cpu            cpu2           billing=8,cpu=8,mem=32G,node=1 
+                $ sacct -X -o JobID%-8,JobName%5,State%20,ExitCode -j 113,200
+                JobID    JobNa                State ExitCode 
+                -------- ----- -------------------- -------- 
+                113       stop    CANCELLED by 1001     0:15 
+                200_0      arr              RUNNING      0:0 
+                200_1      arr              RUNNING      0:0 
+                200_2      arr              PENDING      0:0 
+                200_3      arr              PENDING      0:0 
+                200_4      arr              PENDING      0:0 
+                200_5      arr              PENDING      0:0 
+                200_6      arr              PENDING      0:0 
+                200_7      arr              PENDING      0:0 
+                200_8      arr              PENDING      0:0 
+                200_9      arr              PENDING      0:0 
+                $ sacct -X -o reqtres,alloctres,timelimit,submit -j 101
+                ReqTRES      AllocTRES     Timelimit              Submit 
+                ------------ ------------ ---------- ------------------- 
+                billing=128+ billing=128+ 1-00:00:00 2024-03-01T10:00:00 
+                $ sacct -P --delimiter=, -X -n -o jobid,jobidraw,state -j 200_1,205
+                200_1,202,RUNNING
+                200_4,205,PENDING
+                $ sacct -X -u bob -S 2024-03-01 -o JobID,User,State
+                JobID             User      State 
+                ------------ --------- ---------- 
+                102                bob    RUNNING 
+                106                bob    PENDING 
+                114                bob     FAILED 
+                $ sacct -X -a -S now-30minutes -E now -o JobID,State -n
+                101             RUNNING 
+                102             RUNNING 
+                103             PENDING 
+                104             PENDING 
+                105             PENDING 
+                106             PENDING 
+                110          OUT_OF_ME+ 
+                111             TIMEOUT 
+                112           COMPLETED 
+                113          CANCELLED+ 
+                114              FAILED 
+                115          COMPLETING 
+                200_0           RUNNING 
+                200_1           RUNNING 
+                200_2           PENDING 
+                200_3           PENDING 
+                200_4           PENDING 
+                200_5           PENDING 
+                200_6           PENDING 
+                200_7           PENDING 
+                200_8           PENDING 
+                200_9           PENDING 
+                $ sacct -X -S 2024-02-29T00:00:00 -n -o JobID,Submit
+                101          2024-03-01T10:00:00 
+                103          2024-03-01T10:00:00 
+                105          2024-03-01T10:00:00 
+                110          2024-03-01T10:00:00 
+                111          2024-03-01T10:00:00 
+                112          2024-03-01T10:00:00 
+                113          2024-03-01T10:00:00 
+                115          2024-03-01T10:00:00 
+                116          2024-02-29T11:00:00 
+                200_0        2024-03-01T10:00:00 
+                200_1        2024-03-01T10:00:00 
+                200_2        2024-03-01T10:00:00 
+                200_3        2024-03-01T10:00:00 
+                200_4        2024-03-01T10:00:00 
+                200_5        2024-03-01T10:00:00 
+                200_6        2024-03-01T10:00:00 
+                200_7        2024-03-01T10:00:00 
+                200_8        2024-03-01T10:00:00 
+                200_9        2024-03-01T10:00:00 
+                $ SACCT_FORMAT=JobID,MaxRSS sacct -X -j 112
+                JobID            MaxRSS 
+                ------------ ---------- 
+                112                     
+            "#]],
+        );
+    }
+
+    #[test]
+    fn sacct_errors_and_info() {
+        check(
+            &[
+                "sacct -o JobID,Bogus",
+                "sacct -S yesterdayish",
+                "sacct -S now -E 2020-01-01",
+                "sacct -j x1",
+                "sacct -s nope",
+                "sacct -Y",
+                "sacct -V",
+                "sacct --usage",
+            ],
+            expect![[r#"
+                $ sacct -o JobID,Bogus
+                [stderr]
+                Invalid field requested: "Bogus"
+                [exit 1]
+                $ sacct -S yesterdayish
+                [stderr]
+                sacct: error: Invalid time specification (pos=0): yesterdayish
+                [exit 1]
+                $ sacct -S now -E 2020-01-01
+                [stderr]
+                sacct: error: Start time (2024-03-01T12:00:00) requested is after end time (2020-01-01T00:00:00).
+                [exit 1]
+                $ sacct -j x1
+                [stderr]
+                sacct: fatal: Bad job/step specified: x1
+                [exit 1]
+                $ sacct -s nope
+                [stderr]
+                sacct: fatal: unrecognized job state value nope
+                [exit 1]
+                $ sacct -Y
+                [stderr]
+                sacct: invalid option -- 'Y'
+                Try "sacct --help" for more information
+                [exit 1]
+                $ sacct -V
+                slurm 22.05.11
+                $ sacct --usage
+                Usage: sacct [options]
+                	Use --help for help
+            "#]],
+        );
+        let (code, out, _) = super::super::squeue::fixture::run_line("sacct -e");
+        assert_eq!(code, 0);
+        assert!(out.starts_with(
+            "Account             AdminComment        AllocCPUS           AllocNodes         \n"
+        ));
+    }
 }

@@ -437,7 +437,15 @@ fn sprint_partition(part: &Partition, view: &View, one_liner: bool) -> String {
             "MaxNodes=UNLIMITED MaxTime={} MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED",
             mins2time_str(part.max_time_min)
         ),
-        format!("Nodes={}", list_or_null(&part.nodes)),
+        // The configured list, in its order (`part_ptr->nodes`).
+        format!(
+            "Nodes={}",
+            if part.nodes.is_empty() {
+                "(null)".into()
+            } else {
+                hostlist::compress(&part.nodes)
+            }
+        ),
         "PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO".into(),
         "OverTimeLimit=NONE PreemptMode=OFF".into(),
         format!(
@@ -486,5 +494,249 @@ pub fn show_partition(view: &View, name: Option<&str>, one_liner: bool) -> Outpu
             Some(p) => (0, sprint_partition(p, view, one_liner), String::new()),
             None => (1, format!("Partition {name} not found\n"), String::new()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::super::squeue::fixture::check;
+
+    /// The conformance table for `scontrol show`, written from `api/job_info.c`,
+    /// `api/node_info.c`, `api/partition_info.c` and `scontrol/info_*.c` of 22.05.
+    #[test]
+    fn show_job_conformance() {
+        check(
+            &[
+                "scontrol show job 101",
+                "scontrol show job 104",
+                "scontrol -o show job 110",
+                "scontrol -d show job 202",
+                "scontrol show job 200_5",
+                "scontrol show job 999",
+                "scontrol show job 200_99",
+                "scontrol show job abc",
+            ],
+            expect![[r#"
+                $ scontrol show job 101
+                JobId=101 JobName=train
+                   UserId=alice(1001) GroupId=research(500) MCS_label=N/A
+                   Priority=5000 Nice=0 Account=ml QOS=normal
+                   JobState=RUNNING Reason=None Dependency=(null)
+                   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0
+                   RunTime=01:02:05 TimeLimit=1-00:00:00 TimeMin=N/A
+                   SubmitTime=2024-03-01T10:00:00 EligibleTime=2024-03-01T10:00:00
+                   AccrueTime=2024-03-01T10:00:00
+                   StartTime=2024-03-01T10:57:55 EndTime=2024-03-02T10:57:55 Deadline=N/A
+                   SuspendTime=None SecsPreSuspend=0 LastSchedEval=2024-03-01T10:00:00 Scheduler=Main
+                   Partition=gpu AllocNode:Sid=(null):0
+                   ReqNodeList=(null) ExcNodeList=(null)
+                   NodeList=gpu[01-02]
+                   BatchHost=gpu01
+                   NumNodes=2 NumCPUs=128 NumTasks=16 CPUs/Task=8 ReqB:S:C:T=0:0:*:*
+                   TRES=cpu=128,mem=512G,node=2,billing=128,gres/gpu=16
+                   Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*
+                   MinCPUsNode=8 MinMemoryNode=256G MinTmpDiskNode=0
+                   Features=(null) DelayBoot=00:00:00
+                   OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)
+                   Command=/home/alice/train.sh
+                   WorkDir=/home/alice
+                   StdErr=/home/alice/slurm-101.out
+                   StdIn=/dev/null
+                   StdOut=/home/alice/slurm-101.out
+                   Power=
+                   TresPerNode=gres:gpu:8
+                   Jurisdictions=AU,JP
+   
+
+                $ scontrol show job 104
+                JobId=104 JobName=big
+                   UserId=carol(1003) GroupId=research(500) MCS_label=N/A
+                   Priority=6000 Nice=0 Account=ml QOS=normal
+                   JobState=PENDING Reason=Resources Dependency=(null)
+                   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0
+                   RunTime=00:00:00 TimeLimit=1-00:00:00 TimeMin=N/A
+                   SubmitTime=2024-03-01T10:00:00 EligibleTime=2024-03-01T10:00:00
+                   AccrueTime=2024-03-01T10:00:00
+                   StartTime=2024-03-01T14:00:00 EndTime=2024-03-02T14:00:00 Deadline=N/A
+                   SuspendTime=None SecsPreSuspend=0 LastSchedEval=2024-03-01T10:00:00 Scheduler=Main
+                   Partition=gpu AllocNode:Sid=(null):0
+                   ReqNodeList=(null) ExcNodeList=(null)
+                   NodeList=(null)
+                   NumNodes=4-4 NumCPUs=256 NumTasks=1 CPUs/Task=8 ReqB:S:C:T=0:0:*:*
+                   TRES=cpu=256,mem=128G,node=4,billing=256
+                   Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*
+                   MinCPUsNode=8 MinMemoryNode=32G MinTmpDiskNode=0
+                   Features=(null) DelayBoot=00:00:00
+                   OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)
+                   Command=/home/carol/big.sh
+                   WorkDir=/home/carol
+                   StdErr=/home/carol/slurm-104.out
+                   StdIn=/dev/null
+                   StdOut=/home/carol/slurm-104.out
+                   Power=
+   
+
+                $ scontrol -o show job 110
+                JobId=110 JobName=oom UserId=alice(1001) GroupId=research(500) MCS_label=N/A Priority=5000 Nice=0 Account=ml QOS=normal JobState=OUT_OF_MEMORY Reason=OutOfMemory Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:125 RunTime=00:15:00 TimeLimit=1-00:00:00 TimeMin=N/A SubmitTime=2024-03-01T10:00:00 EligibleTime=2024-03-01T10:00:00 AccrueTime=2024-03-01T10:00:00 StartTime=2024-03-01T11:35:00 EndTime=2024-03-01T11:50:00 Deadline=N/A SuspendTime=None SecsPreSuspend=0 LastSchedEval=2024-03-01T10:00:00 Scheduler=Main Partition=gpu AllocNode:Sid=(null):0 ReqNodeList=(null) ExcNodeList=(null) NodeList=gpu03 BatchHost=gpu03 NumNodes=1 NumCPUs=8 NumTasks=1 CPUs/Task=8 ReqB:S:C:T=0:0:*:* TRES=cpu=8,mem=32G,node=1,billing=8 Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=8 MinMemoryNode=32G MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) Command=/home/alice/oom.sh WorkDir=/home/alice StdErr=/home/alice/slurm-110.out StdIn=/dev/null StdOut=/home/alice/slurm-110.out Power= 
+                $ scontrol -d show job 202
+                JobId=202 ArrayJobId=200 ArrayTaskId=1 JobName=arr
+                   UserId=alice(1001) GroupId=research(500) MCS_label=N/A
+                   Priority=5000 Nice=0 Account=ml QOS=normal
+                   JobState=RUNNING Reason=None Dependency=(null)
+                   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0
+                   DerivedExitCode=0:0
+                   RunTime=00:05:00 TimeLimit=1-00:00:00 TimeMin=N/A
+                   SubmitTime=2024-03-01T10:00:00 EligibleTime=2024-03-01T10:00:00
+                   AccrueTime=2024-03-01T10:00:00
+                   StartTime=2024-03-01T11:55:00 EndTime=2024-03-02T11:55:00 Deadline=N/A
+                   SuspendTime=None SecsPreSuspend=0 LastSchedEval=2024-03-01T10:00:00 Scheduler=Main
+                   Partition=cpu AllocNode:Sid=(null):0
+                   ReqNodeList=(null) ExcNodeList=(null)
+                   NodeList=cpu2
+                   BatchHost=cpu2
+                   NumNodes=1 NumCPUs=8 NumTasks=1 CPUs/Task=8 ReqB:S:C:T=0:0:*:*
+                   TRES=cpu=8,mem=32G,node=1,billing=8
+                   Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*
+                     Nodes=cpu2 CPU_IDs=0-7 Mem=32768 GRES=
+                   MinCPUsNode=8 MinMemoryNode=32G MinTmpDiskNode=0
+                   Features=(null) DelayBoot=00:00:00
+                   OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)
+                   Command=/home/alice/arr.sh
+                   WorkDir=/home/alice
+                   StdErr=/home/alice/slurm-202.out
+                   StdIn=/dev/null
+                   StdOut=/home/alice/slurm-202.out
+                   Power=
+   
+
+                $ scontrol show job 200_5
+                JobId=206 ArrayJobId=200 ArrayTaskId=5 JobName=arr
+                   UserId=alice(1001) GroupId=research(500) MCS_label=N/A
+                   Priority=5000 Nice=0 Account=ml QOS=normal
+                   JobState=PENDING Reason=JobArrayTaskLimit Dependency=(null)
+                   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0
+                   RunTime=00:00:00 TimeLimit=1-00:00:00 TimeMin=N/A
+                   SubmitTime=2024-03-01T10:00:00 EligibleTime=2024-03-01T10:00:00
+                   AccrueTime=2024-03-01T10:00:00
+                   StartTime=Unknown EndTime=Unknown Deadline=N/A
+                   SuspendTime=None SecsPreSuspend=0 LastSchedEval=2024-03-01T10:00:00 Scheduler=Main
+                   Partition=cpu AllocNode:Sid=(null):0
+                   ReqNodeList=(null) ExcNodeList=(null)
+                   NodeList=(null)
+                   NumNodes=1-1 NumCPUs=8 NumTasks=1 CPUs/Task=8 ReqB:S:C:T=0:0:*:*
+                   TRES=cpu=8,mem=32G,node=1,billing=8
+                   Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*
+                   MinCPUsNode=8 MinMemoryNode=32G MinTmpDiskNode=0
+                   Features=(null) DelayBoot=00:00:00
+                   OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)
+                   Command=/home/alice/arr.sh
+                   WorkDir=/home/alice
+                   StdErr=/home/alice/slurm-206.out
+                   StdIn=/dev/null
+                   StdOut=/home/alice/slurm-206.out
+                   Power=
+   
+
+                $ scontrol show job 999
+                [stderr]
+                slurm_load_jobs error: Invalid job id specified
+                [exit 1]
+                $ scontrol show job 200_99
+                [stderr]
+                slurm_load_jobs error: Invalid job id specified
+                [exit 1]
+                $ scontrol show job abc
+                [stderr]
+                scontrol_print_job error: Invalid job id specified
+                [exit 1]
+            "#]],
+        );
+    }
+
+    #[test]
+    fn show_node_and_partition_conformance() {
+        check(
+            &[
+                "scontrol show node gpu05",
+                "scontrol -o show node gpu[03-04]",
+                "scontrol show node cpu2",
+                "scontrol show node nope",
+                "scontrol show partition gpu",
+                "scontrol -o show partition debug",
+                "scontrol show partition nope",
+            ],
+            expect![[r#"
+                $ scontrol show node gpu05
+                NodeName=gpu05 Arch=(null) CoresPerSocket=64 
+                   CPUAlloc=0 CPUEfctv=64 CPUTot=64 CPULoad=N/A
+                   AvailableFeatures=h100,ib
+                   ActiveFeatures=h100,ib
+                   Gres=gpu:h100:8
+                   NodeAddr=gpu05 NodeHostName=gpu05 Version=22.05.11
+                   OS=(null) 
+                   RealMemory=512000 AllocMem=0 FreeMem=N/A Sockets=1 Boards=1
+                   State=IDLE+DRAIN ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A
+                   Partitions=gpu 
+                   BootTime=None SlurmdStartTime=None
+                   LastBusyTime=Unknown
+                   CfgTRES=cpu=64,mem=500G,billing=64,gres/gpu=8
+                   AllocTRES=
+                   CapWatts=n/a
+                   CurrentWatts=0 AveWatts=0
+                   ExtSensorsJoules=n/s ExtSensorsWatts=0 ExtSensorsTemp=n/s
+                   Reason=bad gpu [root@2024-02-29T12:00:00]
+                   Site=syd1 Jurisdiction=AU
+
+                $ scontrol -o show node gpu[03-04]
+                NodeName=gpu03 Arch=(null) CoresPerSocket=64  CPUAlloc=32 CPUEfctv=64 CPUTot=64 CPULoad=N/A AvailableFeatures=h100,ib ActiveFeatures=h100,ib Gres=gpu:h100:8 NodeAddr=gpu03 NodeHostName=gpu03 Version=22.05.11 OS=(null)  RealMemory=512000 AllocMem=128000 FreeMem=N/A Sockets=1 Boards=1 State=MIXED ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A Partitions=gpu  BootTime=None SlurmdStartTime=None LastBusyTime=Unknown CfgTRES=cpu=64,mem=500G,billing=64,gres/gpu=8 AllocTRES=cpu=32,mem=125G,gres/gpu=4 CapWatts=n/a CurrentWatts=0 AveWatts=0 ExtSensorsJoules=n/s ExtSensorsWatts=0 ExtSensorsTemp=n/s Site=syd1 Jurisdiction=AU
+                NodeName=gpu04 Arch=(null) CoresPerSocket=64  CPUAlloc=0 CPUEfctv=64 CPUTot=64 CPULoad=N/A AvailableFeatures=h100,ib ActiveFeatures=h100,ib Gres=gpu:h100:8 NodeAddr=gpu04 NodeHostName=gpu04 Version=22.05.11 OS=(null)  RealMemory=512000 AllocMem=0 FreeMem=N/A Sockets=1 Boards=1 State=IDLE ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A Partitions=gpu  BootTime=None SlurmdStartTime=None LastBusyTime=Unknown CfgTRES=cpu=64,mem=500G,billing=64,gres/gpu=8 AllocTRES= CapWatts=n/a CurrentWatts=0 AveWatts=0 ExtSensorsJoules=n/s ExtSensorsWatts=0 ExtSensorsTemp=n/s Site=syd1 Jurisdiction=AU
+                $ scontrol show node cpu2
+                NodeName=cpu2 Arch=(null) CoresPerSocket=64 
+                   CPUAlloc=16 CPUEfctv=64 CPUTot=64 CPULoad=N/A
+                   AvailableFeatures=epyc
+                   ActiveFeatures=epyc
+                   Gres=(null)
+                   NodeAddr=cpu2 NodeHostName=cpu2 Version=22.05.11
+                   OS=(null) 
+                   RealMemory=257000 AllocMem=64000 FreeMem=N/A Sockets=1 Boards=1
+                   State=MIXED+DRAIN ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A
+                   Partitions=cpu 
+                   BootTime=None SlurmdStartTime=None
+                   LastBusyTime=Unknown
+                   CfgTRES=cpu=64,mem=257000M,billing=64
+                   AllocTRES=cpu=16,mem=64000M
+                   CapWatts=n/a
+                   CurrentWatts=0 AveWatts=0
+                   ExtSensorsJoules=n/s ExtSensorsWatts=0 ExtSensorsTemp=n/s
+                   Reason=kernel update [root@2024-03-01T11:50:00]
+                   Site=syd1 Jurisdiction=AU
+
+                $ scontrol show node nope
+                Node nope not found
+                [exit 1]
+                $ scontrol show partition gpu
+                PartitionName=gpu
+                   AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL
+                   AllocNodes=ALL Default=YES QoS=N/A
+                   DefaultTime=01:00:00 DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO
+                   MaxNodes=UNLIMITED MaxTime=2-00:00:00 MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED
+                   Nodes=gpu[01-06]
+                   PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO
+                   OverTimeLimit=NONE PreemptMode=OFF
+                   State=UP TotalCPUs=384 TotalNodes=6 SelectTypeParameters=NONE
+                   JobDefaults=(null)
+                   DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED
+                   TRES=cpu=384,mem=3000G,node=6,billing=384,gres/gpu=48
+                   Sites=syd1 Jurisdictions=AU
+
+                $ scontrol -o show partition debug
+                PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=NO QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=00:30:00 MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=gpu01,cpu1 PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO OverTimeLimit=NONE PreemptMode=OFF State=DOWN TotalCPUs=128 TotalNodes=2 SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED TRES=cpu=128,mem=769000M,node=2,billing=128,gres/gpu=8
+                $ scontrol show partition nope
+                Partition nope not found
+                [exit 1]
+            "#]],
+        );
     }
 }

@@ -1065,3 +1065,232 @@ fn sort_records(records: &mut [Record], view: &View, sort: &str) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::super::squeue::fixture::check;
+
+    /// The conformance table for `sinfo`, written from `sinfo/opts.c`, `print.c`,
+    /// `sinfo.c` and `sort.c` of 22.05.
+    #[test]
+    fn sinfo_conformance() {
+        check(
+            &[
+                "sinfo",
+                "sinfo -N",
+                "sinfo -N -l",
+                "sinfo -l",
+                "sinfo -R",
+                "sinfo -R -l",
+                "sinfo -s",
+                "sinfo -h -p cpu",
+                "sinfo -t idle,drain",
+                "sinfo -n gpu[01-03] -N -h",
+                "sinfo -o \"%P %C %F %A %e %G %f\"",
+                "sinfo -o \"%4P|%.3P|%R %l %L %m %c %z\" -p gpu,debug",
+                "sinfo -h -o %N",
+                "sinfo -O Partition:12,NodeAIOT:.16,StateLong",
+                "sinfo -o \"%P %Q\"",
+                "sinfo -O bogus",
+                "sinfo -r -h -o \"%P %t %N\"",
+                "sinfo -d -h -o \"%N %T\"",
+                "SINFO_FORMAT=\"%P %D\" sinfo",
+                "sinfo -S -D -h -o \"%P %D %t\"",
+            ],
+            expect![[r#"
+                $ sinfo
+                PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST
+                gpu*         up 2-00:00:00      1  down* gpu06
+                gpu*         up 2-00:00:00      1  drain gpu05
+                gpu*         up 2-00:00:00      1    mix gpu03
+                gpu*         up 2-00:00:00      2  alloc gpu[01-02]
+                gpu*         up 2-00:00:00      1   idle gpu04
+                cpu          up   infinite      1   drng cpu2
+                cpu          up   infinite      1   idle cpu1
+                cpu          up   infinite      1    unk cpu3
+                debug      down      30:00      1  alloc gpu01
+                debug      down      30:00      1   idle cpu1
+                $ sinfo -N
+                NODELIST   NODES PARTITION STATE 
+                cpu1           1 cpu       idle  
+                cpu1           1 debug     idle  
+                cpu2           1 cpu       drng  
+                cpu3           1 cpu       unk   
+                gpu01          1 gpu*      alloc 
+                gpu01          1 debug     alloc 
+                gpu02          1 gpu*      alloc 
+                gpu03          1 gpu*      mix   
+                gpu04          1 gpu*      idle  
+                gpu05          1 gpu*      drain 
+                gpu06          1 gpu*      down* 
+                $ sinfo -N -l
+                Fri Mar  1 12:00:00 2024
+                NODELIST   NODES PARTITION       STATE CPUS    S:C:T MEMORY TMP_DISK WEIGHT AVAIL_FE REASON              
+                cpu1           1 cpu              idle   64   1:64:1 257000        0      1     epyc none                
+                cpu1           1 debug            idle   64   1:64:1 257000        0      1     epyc none                
+                cpu2           1 cpu          draining   64   1:64:1 257000        0      1     epyc kernel update       
+                cpu3           1 cpu           unknown   64   1:64:1 257000        0      1     epyc none                
+                gpu01          1 gpu*        allocated   64   1:64:1 512000        0      1  h100,ib none                
+                gpu01          1 debug       allocated   64   1:64:1 512000        0      1  h100,ib none                
+                gpu02          1 gpu*        allocated   64   1:64:1 512000        0      1  h100,ib none                
+                gpu03          1 gpu*            mixed   64   1:64:1 512000        0      1  h100,ib none                
+                gpu04          1 gpu*             idle   64   1:64:1 512000        0      1  h100,ib none                
+                gpu05          1 gpu*          drained   64   1:64:1 512000        0      1  h100,ib bad gpu             
+                gpu06          1 gpu*            down*   64   1:64:1 512000        0      1  h100,ib Not responding      
+                $ sinfo -l
+                Fri Mar  1 12:00:00 2024
+                PARTITION AVAIL  TIMELIMIT   JOB_SIZE ROOT OVERSUBS     GROUPS  NODES       STATE NODELIST
+                gpu*         up 2-00:00:00 1-infinite   no       NO        all      1       down* gpu06
+                gpu*         up 2-00:00:00 1-infinite   no       NO        all      1     drained gpu05
+                gpu*         up 2-00:00:00 1-infinite   no       NO        all      1       mixed gpu03
+                gpu*         up 2-00:00:00 1-infinite   no       NO        all      2   allocated gpu[01-02]
+                gpu*         up 2-00:00:00 1-infinite   no       NO        all      1        idle gpu04
+                cpu          up   infinite 1-infinite   no       NO        all      1    draining cpu2
+                cpu          up   infinite 1-infinite   no       NO        all      1        idle cpu1
+                cpu          up   infinite 1-infinite   no       NO        all      1     unknown cpu3
+                debug      down      30:00 1-infinite   no       NO        all      1   allocated gpu01
+                debug      down      30:00 1-infinite   no       NO        all      1        idle cpu1
+                $ sinfo -R
+                REASON               USER      TIMESTAMP           NODELIST
+                Not responding       slurm     2024-03-01T11:00:00 gpu06
+                kernel update        root      2024-03-01T11:50:00 cpu2
+                bad gpu              root      2024-02-29T12:00:00 gpu05
+                $ sinfo -R -l
+                Fri Mar  1 12:00:00 2024
+                REASON               USER         TIMESTAMP           STATE  NODELIST
+                Not responding       slurm        2024-03-01T11:00:00 down*  gpu06
+                kernel update        root         2024-03-01T11:50:00 drng   cpu2
+                bad gpu              root         2024-02-29T12:00:00 drain  gpu05
+                $ sinfo -s
+                PARTITION AVAIL  TIMELIMIT   NODES(A/I/O/T)  NODELIST
+                gpu*         up 2-00:00:00          3/1/2/6  gpu[01-06]
+                cpu          up   infinite          1/1/1/3  cpu[1-3]
+                debug      down      30:00          1/1/0/2  cpu1,gpu01
+                $ sinfo -h -p cpu
+                cpu          up   infinite      1   drng cpu2
+                cpu          up   infinite      1   idle cpu1
+                cpu          up   infinite      1    unk cpu3
+                $ sinfo -t idle,drain
+                PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST
+                gpu*         up 2-00:00:00      1  drain gpu05
+                gpu*         up 2-00:00:00      1   idle gpu04
+                cpu          up   infinite      1   drng cpu2
+                cpu          up   infinite      1   idle cpu1
+                debug      down      30:00      1   idle cpu1
+                $ sinfo -n gpu[01-03] -N -h
+                gpu01          1 gpu*      alloc 
+                gpu01          1 debug     alloc 
+                gpu02          1 gpu*      alloc 
+                gpu03          1 gpu*      mix   
+                $ sinfo -o "%P %C %F %A %e %G %f"
+                PARTITION CPUS(A/I/O/T) NODES(A/I/O/T) NODES(A/I) FREE_MEM GRES AVAIL_FEATURES
+                gpu* 160/96/128/384 3/1/2/6 3/1 256000-512000 gpu:h100:8 h100,ib
+                cpu 16/112/64/192 1/1/1/3 1/1 193000-257000 (null) epyc
+                debug 64/0/0/64 1/0/0/1 1/0 256000 gpu:h100:8 h100,ib
+                debug 0/64/0/64 0/1/0/1 0/1 257000 (null) epyc
+                $ sinfo -o "%4P|%.3P|%R %l %L %m %c %z" -p gpu,debug
+                PART|PAR|PARTITION TIMELIMIT DEFAULTTIME MEMORY CPUS S:C:T
+                gpu*|gp*|gpu 2-00:00:00 1:00:00 512000 64 1:64:1
+                debu|deb|debug 30:00 n/a 512000 64 1:64:1
+                debu|deb|debug 30:00 n/a 257000 64 1:64:1
+                $ sinfo -h -o %N
+                cpu[1-3],gpu[01-06]
+                $ sinfo -O Partition:12,NodeAIOT:.16,StateLong
+                PARTITION     NODES(A/I/O/T)STATE               
+                gpu*                 0/0/1/1down*               
+                gpu*                 0/0/1/1drained             
+                gpu*                 1/0/0/1mixed               
+                gpu*                 2/0/0/2allocated           
+                gpu*                 0/1/0/1idle                
+                cpu                  1/0/0/1draining            
+                cpu                  0/1/0/1idle                
+                cpu                  0/0/1/1unknown             
+                debug                1/0/0/1allocated           
+                debug                0/1/0/1idle                
+                $ sinfo -o "%P %Q"
+                PARTITION %Q
+                gpu* %Q
+                cpu %Q
+                debug %Q
+                [stderr]
+                sinfo: error: Invalid node format specification: Q
+                $ sinfo -O bogus
+                [stderr]
+                sinfo: error: Invalid node format specification: bogus
+                [exit 1]
+                $ sinfo -r -h -o "%P %t %N"
+                gpu* drain gpu05
+                gpu* mix gpu03
+                gpu* alloc gpu[01-02]
+                gpu* idle gpu04
+                cpu drng cpu2
+                cpu idle cpu1
+                cpu unk cpu3
+                debug alloc gpu01
+                debug idle cpu1
+                $ sinfo -d -h -o "%N %T"
+                gpu06 down*
+                $ SINFO_FORMAT="%P %D" sinfo
+                PARTITION NODES
+                gpu* 6
+                cpu 3
+                debug 2
+                $ sinfo -S -D -h -o "%P %D %t"
+                gpu* 2 alloc
+                gpu* 1 mix
+                gpu* 1 idle
+                gpu* 1 drain
+                gpu* 1 down*
+                cpu 1 idle
+                cpu 1 drng
+                cpu 1 unk
+                debug 1 alloc
+                debug 1 idle
+            "#]],
+        );
+    }
+
+    #[test]
+    fn sinfo_errors_and_info() {
+        check(
+            &[
+                "sinfo -t bogus",
+                "sinfo -Q",
+                "sinfo extra",
+                "sinfo -V",
+                "sinfo --usage",
+                "sinfo --yaml",
+            ],
+            expect![[r#"
+                $ sinfo -t bogus
+                [stderr]
+                sinfo: error: Invalid node state specified: bogus
+                [exit 1]
+                $ sinfo -Q
+                [stderr]
+                sinfo: invalid option -- 'Q'
+                Try "sinfo --help" for more information
+                [exit 1]
+                $ sinfo extra
+                [stderr]
+                sinfo: error: Unrecognized option: extra
+                Usage: sinfo [-adelNRrsTv] [-i seconds] [-t states] [-p partition] [-n nodes]
+                             [-S fields] [-o format] [-O Format] [--federation] [--local]
+                             [--json=data_parser] [--yaml=data_parser]
+                [exit 1]
+                $ sinfo -V
+                slurm 22.05.11
+                $ sinfo --usage
+                Usage: sinfo [-adelNRrsTv] [-i seconds] [-t states] [-p partition] [-n nodes]
+                             [-S fields] [-o format] [-O Format] [--federation] [--local]
+                             [--json=data_parser] [--yaml=data_parser]
+                $ sinfo --yaml
+                [stderr]
+                sinfo: error: sovra's sinfo does not print --yaml; use the sovra CLI's json output
+                [exit 1]
+            "#]],
+        );
+    }
+}

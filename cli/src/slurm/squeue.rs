@@ -612,7 +612,7 @@ fn parse_long_format(format: &str, err: &mut String) -> Vec<Spec> {
         let field = match field {
             Some(f) => f,
             // `numtasks` is matched on its first 7 letters.
-            None if lower.len() >= 7 && "numtasks".starts_with(&lower[..7]) => Field::NumTasks,
+            None if lower.get(..7).is_some_and(|p| "numtasks".starts_with(p)) => Field::NumTasks,
             None => {
                 err.push_str(&format!(
                     "squeue: error: Invalid job format specification: {name}\n"
@@ -823,16 +823,23 @@ fn value(field: Field, row: &Row, view: &View) -> (String, bool) {
                 (None, Some(t)) => t.to_string(),
                 _ => "N/A".into(),
             },
-            'l' => match job.time_limit_min {
-                None => "UNLIMITED".into(),
-                Some(m) => print_secs(m.min(1 << 40) as i64 * 60),
-            },
-            'L' => match job.time_limit_min {
-                None => "UNLIMITED".into(),
-                Some(m) => print_secs(m.min(1 << 40) as i64 * 60 - time_used(job, now)),
-            },
+            // Times are printed whole (`_print_secs(.., false)`), wider than their column.
+            'l' => {
+                let s = match job.time_limit_min {
+                    None => "UNLIMITED".into(),
+                    Some(m) => print_secs(m.min(1 << 40) as i64 * 60),
+                };
+                return (s, false);
+            }
+            'L' => {
+                let s = match job.time_limit_min {
+                    None => "UNLIMITED".into(),
+                    Some(m) => print_secs(m.min(1 << 40) as i64 * 60 - time_used(job, now)),
+                };
+                return (s, false);
+            }
             'm' => convert_num_unit(job.mem_per_node_mb, 2),
-            'M' => print_secs(time_used(job, now)),
+            'M' => return (print_secs(time_used(job, now)), false),
             'n' => return (hostlist::compress(&job.req_nodes), false),
             'N' => return (nodelist(&job.nodes), false),
             'o' => job.command.clone(),
@@ -1696,4 +1703,877 @@ fn print_options(p: &Params, out: &mut String) {
     out.push_str(&format!("users       = {}\n", null(&p.users)));
     out.push_str(&format!("verbose     = {}\n", p.verbose));
     out.push_str("-----------------------------\n\n\n");
+}
+
+/// The fixture cluster and the case runner shared by the conformance tables of `squeue`,
+/// `sinfo`, `sacct` and `scontrol show`.
+#[cfg(test)]
+pub(super) mod fixture {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+
+    use expect_test::Expect;
+
+    use super::super::model::{Job, JobState, Node, NodeState, Partition, View};
+
+    /// 2024-03-01T12:00:00Z.
+    pub const NOW: i64 = 1_709_294_400;
+
+    fn node(name: &str, state: NodeState, cpus_alloc: u32, parts: &[&str]) -> Node {
+        let gpu = name.starts_with("gpu");
+        Node {
+            name: name.into(),
+            state,
+            not_responding: false,
+            partitions: parts.iter().map(|p| p.to_string()).collect(),
+            cpus: 64,
+            cpus_alloc,
+            real_memory_mb: if gpu { 512_000 } else { 257_000 },
+            alloc_memory_mb: u64::from(cpus_alloc) * 4000,
+            gres: if gpu {
+                "gpu:h100:8".into()
+            } else {
+                String::new()
+            },
+            gpus_alloc: if gpu { cpus_alloc / 8 } else { 0 },
+            features: if gpu { "h100,ib".into() } else { "epyc".into() },
+            reason: String::new(),
+            reason_user: String::new(),
+            reason_time: None,
+            site: "syd1".into(),
+            jurisdiction: "AU".into(),
+        }
+    }
+
+    fn job(id: u64, user: &str, name: &str, state: JobState) -> Job {
+        let uid = match user {
+            "alice" => 1001,
+            "bob" => 1002,
+            _ => 1003,
+        };
+        Job {
+            job_id: id,
+            name: name.into(),
+            user: user.into(),
+            uid,
+            group: "research".into(),
+            gid: 500,
+            account: if user == "bob" {
+                "physics".into()
+            } else {
+                "ml".into()
+            },
+            partition: "gpu".into(),
+            qos: "normal".into(),
+            state,
+            reason: if state == JobState::Pending {
+                "Priority".into()
+            } else {
+                "None".into()
+            },
+            priority: 5000,
+            submit_time: NOW - 7200,
+            eligible_time: Some(NOW - 7200),
+            time_limit_min: Some(1440),
+            num_nodes: 1,
+            num_cpus: 8,
+            num_tasks: 1,
+            cpus_per_task: 8,
+            mem_per_node_mb: 32_768,
+            work_dir: format!("/home/{user}"),
+            command: format!("/home/{user}/{name}.sh"),
+            stdout: format!("/home/{user}/slurm-{id}.out"),
+            stderr: format!("/home/{user}/slurm-{id}.out"),
+            requeue: true,
+            ..Job::default()
+        }
+    }
+
+    fn running(mut j: Job, nodes: &[&str], started_ago: i64) -> Job {
+        j.nodes = nodes.iter().map(|n| n.to_string()).collect();
+        j.num_nodes = nodes.len() as u32;
+        j.start_time = Some(NOW - started_ago);
+        j.batch_host = nodes.first().map(|n| n.to_string());
+        j
+    }
+
+    fn finished(mut j: Job, ran_s: i64, ended_ago: i64, code: i32, signal: i32) -> Job {
+        j = running(j, &["gpu03"], ended_ago + ran_s);
+        j.end_time = Some(NOW - ended_ago);
+        j.exit_code = code;
+        j.exit_signal = signal;
+        j
+    }
+
+    /// Three partitions, nodes in every state, jobs in every state: an array with pending
+    /// tasks, a held job, a job waiting on a dependency, finished OOM and timeout jobs.
+    pub fn view() -> View {
+        use JobState::*;
+        use NodeState::*;
+        let mut nodes = vec![
+            node("gpu01", Allocated, 64, &["gpu", "debug"]),
+            node("gpu02", Allocated, 64, &["gpu"]),
+            node("gpu03", Mixed, 32, &["gpu"]),
+            node("gpu04", Idle, 0, &["gpu"]),
+            node("gpu05", Drained, 0, &["gpu"]),
+            node("gpu06", Down, 0, &["gpu"]),
+            node("cpu1", Idle, 0, &["cpu", "debug"]),
+            node("cpu2", Draining, 16, &["cpu"]),
+            node("cpu3", Unknown, 0, &["cpu"]),
+        ];
+        nodes[4].reason = "bad gpu".into();
+        nodes[4].reason_user = "root".into();
+        nodes[4].reason_time = Some(NOW - 86_400);
+        nodes[5].reason = "Not responding".into();
+        nodes[5].reason_user = "slurm".into();
+        nodes[5].reason_time = Some(NOW - 3600);
+        nodes[5].not_responding = true;
+        nodes[7].reason = "kernel update".into();
+        nodes[7].reason_user = "root".into();
+        nodes[7].reason_time = Some(NOW - 600);
+        let partitions = vec![
+            Partition {
+                name: "gpu".into(),
+                default: true,
+                up: true,
+                max_time_min: Some(2880),
+                default_time_min: Some(60),
+                nodes: (1..=6).map(|i| format!("gpu0{i}")).collect(),
+                jurisdictions: vec!["AU".into()],
+                sites: vec!["syd1".into()],
+            },
+            Partition {
+                name: "cpu".into(),
+                default: false,
+                up: true,
+                max_time_min: None,
+                default_time_min: None,
+                nodes: vec!["cpu1".into(), "cpu2".into(), "cpu3".into()],
+                jurisdictions: vec!["AU".into()],
+                sites: vec!["syd1".into()],
+            },
+            Partition {
+                name: "debug".into(),
+                default: false,
+                up: false,
+                max_time_min: Some(30),
+                default_time_min: None,
+                nodes: vec!["gpu01".into(), "cpu1".into()],
+                jurisdictions: vec![],
+                sites: vec![],
+            },
+        ];
+        let mut jobs = Vec::new();
+        let mut j = running(
+            job(101, "alice", "train", Running),
+            &["gpu01", "gpu02"],
+            3725,
+        );
+        j.num_cpus = 128;
+        j.num_tasks = 16;
+        j.gpus = 16;
+        j.tres_per_node = "gres:gpu:8".into();
+        j.mem_per_node_mb = 262_144;
+        j.jurisdictions = vec!["AU".into(), "JP".into()];
+        jobs.push(j);
+        let mut j = running(
+            job(102, "bob", "eval-long-name", Running),
+            &["gpu03"],
+            2 * 86_400 + 5,
+        );
+        j.num_cpus = 32;
+        j.time_limit_min = Some(2880);
+        j.priority = 4500;
+        jobs.push(j);
+        let mut j = job(103, "alice", "sweep", Pending);
+        j.priority = 4000;
+        jobs.push(j);
+        let mut j = job(104, "carol", "big", Pending);
+        j.reason = "Resources".into();
+        j.priority = 6000;
+        j.num_nodes = 4;
+        j.num_cpus = 256;
+        j.start_time = Some(NOW + 7200);
+        jobs.push(j);
+        let mut j = job(105, "alice", "held", Pending);
+        j.reason = "JobHeldUser".into();
+        j.priority = 0;
+        jobs.push(j);
+        let mut j = job(106, "bob", "post", Pending);
+        j.reason = "Dependency".into();
+        j.dependency = "afterok:101(unfulfilled)".into();
+        j.priority = 4000;
+        j.time_limit_min = None;
+        jobs.push(j);
+        for (task, id) in [(0u32, 201u64), (1, 202)] {
+            let mut j = running(job(id, "alice", "arr", Running), &["cpu2"], 300);
+            j.partition = "cpu".into();
+            j.array_job_id = Some(200);
+            j.array_task_id = Some(task);
+            jobs.push(j);
+        }
+        for task in 2..=9u32 {
+            let mut j = job(201 + u64::from(task), "alice", "arr", Pending);
+            j.partition = "cpu".into();
+            j.array_job_id = Some(200);
+            j.array_task_id = Some(task);
+            j.reason = "JobArrayTaskLimit".into();
+            jobs.push(j);
+        }
+        let mut j = finished(job(110, "alice", "oom", OutOfMemory), 900, 600, 0, 125);
+        j.reason = "OutOfMemory".into();
+        jobs.push(j);
+        let mut j = finished(job(111, "alice", "slow", Timeout), 3600, 60, 0, 0);
+        j.reason = "TimeLimit".into();
+        j.time_limit_min = Some(60);
+        jobs.push(j);
+        jobs.push(finished(
+            job(112, "alice", "ok", Completed),
+            120,
+            1200,
+            0,
+            0,
+        ));
+        jobs.push(finished(
+            job(113, "alice", "stop", Cancelled),
+            60,
+            30,
+            0,
+            15,
+        ));
+        let mut j = finished(job(114, "bob", "crash", Failed), 10, 100, 1, 0);
+        j.reason = "NonZeroExitCode".into();
+        jobs.push(j);
+        let mut j = finished(job(115, "alice", "wrapup", Completing), 50, 5, 0, 0);
+        j.partition = "debug".into();
+        jobs.push(j);
+        let mut j = finished(job(116, "alice", "yesterday", Completed), 100, 86_400, 0, 0);
+        j.submit_time = NOW - 90_000;
+        jobs.push(j);
+        View {
+            cluster: "syd".into(),
+            now: NOW,
+            jobs,
+            nodes,
+            partitions,
+        }
+    }
+
+    /// Splits a command line on spaces, keeping double-quoted words whole.
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        let mut any = false;
+        for c in line.chars() {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    any = true;
+                }
+                ' ' if !quoted => {
+                    if any {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                    any = false;
+                }
+                c => {
+                    cur.push(c);
+                    any = true;
+                }
+            }
+        }
+        if any {
+            out.push(cur);
+        }
+        out
+    }
+
+    /// Runs one command line (`ENV=x squeue -l`, `scontrol show job 12`) as user `alice`.
+    pub fn run_line(line: &str) -> (u8, String, String) {
+        let view = view();
+        let mut words = words(line);
+        let mut env = BTreeMap::new();
+        while words
+            .first()
+            .is_some_and(|w| w.contains('=') && !w.starts_with('-'))
+        {
+            let w = words.remove(0);
+            let (k, v) = w.split_once('=').unwrap();
+            env.insert(k.to_string(), v.to_string());
+        }
+        let cmd = words.remove(0);
+        match cmd.as_str() {
+            "squeue" => super::squeue(&words, &view, "alice", &env),
+            "sinfo" => super::super::sinfo::sinfo(&words, &view, &env),
+            "sacct" => super::super::sacct::sacct(&words, &view, "alice", &env),
+            "scontrol" => {
+                let one_liner = words.iter().any(|w| w == "-o");
+                let detail = words.iter().any(|w| w == "-d");
+                let words: Vec<&String> = words.iter().filter(|w| !w.starts_with('-')).collect();
+                let arg = words.get(2).map(|s| s.as_str());
+                use super::super::show;
+                match words[1].as_str() {
+                    "job" => show::show_job_arg(&view, arg, one_liner, detail),
+                    "node" => show::show_node(&view, arg, one_liner),
+                    "partition" => show::show_partition(&view, arg, one_liner),
+                    other => panic!("unknown entity {other}"),
+                }
+            }
+            other => panic!("unknown command {other}"),
+        }
+    }
+
+    /// Runs each case and compares the transcript: `$ line`, stdout, then `[stderr]` and
+    /// `[exit N]` when not empty or 0.
+    pub fn check(cases: &[&str], expect: Expect) {
+        let mut out = String::new();
+        for line in cases {
+            let (code, stdout, stderr) = run_line(line);
+            writeln!(out, "$ {line}").unwrap();
+            out.push_str(&stdout);
+            if !stderr.is_empty() {
+                out.push_str("[stderr]\n");
+                out.push_str(&stderr);
+            }
+            if code != 0 {
+                writeln!(out, "[exit {code}]").unwrap();
+            }
+        }
+        expect.assert_eq(&out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+    use proptest::prelude::*;
+
+    use super::fixture::{check, run_line};
+    use super::*;
+
+    #[test]
+    fn helpers_match_slurm() {
+        assert_eq!(fmt_field("abc", 5, false, true), "abc  ");
+        assert_eq!(fmt_field("abc", 5, true, true), "  abc");
+        assert_eq!(fmt_field("abcdefg", 5, true, true), "abcde");
+        assert_eq!(fmt_field("abcdefg", 5, true, false), "abcdefg");
+        assert_eq!(fmt_field("abcdefg", 5, false, false), "abcde");
+        assert_eq!(fmt_field("abcdefg", 0, false, true), "abcdefg");
+        assert_eq!(print_secs(0), "0:00");
+        assert_eq!(print_secs(3725), "1:02:05");
+        assert_eq!(print_secs(2 * 86400 + 5), "2-00:00:05");
+        assert_eq!(print_secs(-1), "INVALID");
+        assert_eq!(secs2time_str(65), "00:01:05");
+        assert_eq!(mins2time_str(Some(2880)), "2-00:00:00");
+        assert_eq!(mins2time_str(None), "UNLIMITED");
+        assert_eq!(make_time_str(fixture::NOW, 0), "2024-03-01T12:00:00");
+        assert_eq!(make_time_str(0, 0), "Unknown");
+        assert_eq!(ctime_str(0, 0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(ctime_str(fixture::NOW, 0), "Fri Mar  1 12:00:00 2024");
+        assert_eq!(unix_time(2024, 3, 1, 12, 0, 0), fixture::NOW);
+        assert_eq!(convert_num_unit(262_144, 2), "256G");
+        assert_eq!(convert_num_unit(32_000, 2), "32000M");
+        assert_eq!(convert_num_unit(7, 0), "7");
+        assert_eq!(bit_fmt(&[2, 3, 4, 7, 9, 10]), "2-4,7,9-10");
+    }
+
+    #[test]
+    fn getopt_behaves_like_glibc() {
+        let specs = SQUEUE_OPTIONS;
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            getopt(
+                "squeue",
+                &a(&["-hlu", "bob", "--form=%i", "-j12", "--st"]),
+                specs
+            ),
+            Err(
+                "squeue: option '--st' is ambiguous; possibilities: '--start' '--steps' \
+                 '--states'\n"
+                    .into()
+            )
+        );
+        assert_eq!(
+            getopt("squeue", &a(&["-hj", "12"]), specs).unwrap(),
+            vec![
+                Parsed::Opt("h", None),
+                Parsed::Opt("j", None),
+                Parsed::Positional("12".into())
+            ]
+        );
+        assert_eq!(
+            getopt("squeue", &a(&["--noheader=1"]), specs),
+            Err("squeue: option '--noheader' doesn't allow an argument\n".into())
+        );
+    }
+
+    /// The conformance table for `squeue`, each expectation written from `squeue/opts.c`,
+    /// `print.c` and `sort.c` of 22.05 (see the module docs), as user `alice`.
+    #[test]
+    fn squeue_conformance() {
+        check(
+            &[
+                "squeue",
+                "squeue -l",
+                "squeue -h -o \"%i %t\"",
+                "squeue --start",
+                "squeue -r -p cpu",
+                "squeue -t all -o \"%.6i %.2t %.10M %R\"",
+            ],
+            expect![[r#"
+                $ squeue
+                             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)
+                         200_[2-9]       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_0       cpu      arr    alice  R       5:00      1 cpu2
+                             200_1       cpu      arr    alice  R       5:00      1 cpu2
+                               115     debug   wrapup    alice CG       0:50      1 gpu03
+                               104       gpu      big    carol PD       0:00      4 (Resources)
+                               103       gpu    sweep    alice PD       0:00      1 (Priority)
+                               106       gpu     post      bob PD       0:00      1 (Dependency)
+                               105       gpu     held    alice PD       0:00      1 (JobHeldUser)
+                               101       gpu    train    alice  R    1:02:05      2 gpu[01-02]
+                               102       gpu eval-lon      bob  R 2-00:00:05      1 gpu03
+                $ squeue -l
+                             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES NODELIST(REASON)
+                         200_[2-9]       cpu      arr    alice  PENDING       0:00 1-00:00:00      1 (JobArrayTaskLimit)
+                             200_0       cpu      arr    alice  RUNNING       5:00 1-00:00:00      1 cpu2
+                             200_1       cpu      arr    alice  RUNNING       5:00 1-00:00:00      1 cpu2
+                               115     debug   wrapup    alice COMPLETI       0:50 1-00:00:00      1 gpu03
+                               104       gpu      big    carol  PENDING       0:00 1-00:00:00      4 (Resources)
+                               103       gpu    sweep    alice  PENDING       0:00 1-00:00:00      1 (Priority)
+                               106       gpu     post      bob  PENDING       0:00 UNLIMITED      1 (Dependency)
+                               105       gpu     held    alice  PENDING       0:00 1-00:00:00      1 (JobHeldUser)
+                               101       gpu    train    alice  RUNNING    1:02:05 1-00:00:00      2 gpu[01-02]
+                               102       gpu eval-lon      bob  RUNNING 2-00:00:05 2-00:00:00      1 gpu03
+                $ squeue -h -o "%i %t"
+                200_[2-9] PD
+                200_0 R
+                200_1 R
+                115 CG
+                104 PD
+                103 PD
+                106 PD
+                105 PD
+                101 R
+                102 R
+                $ squeue --start
+                             JOBID PARTITION     NAME     USER ST          START_TIME  NODES SCHEDNODES           NODELIST(REASON)
+                               103       gpu    sweep    alice PD                 N/A      1 (null)               (Priority)
+                               105       gpu     held    alice PD                 N/A      1 (null)               (JobHeldUser)
+                               106       gpu     post      bob PD                 N/A      1 (null)               (Dependency)
+                         200_[2-9]       cpu      arr    alice PD                 N/A      1 (null)               (JobArrayTaskLimit)
+                               104       gpu      big    carol PD 2024-03-01T14:00:00      4 (null)               (Resources)
+                $ squeue -r -p cpu
+                             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)
+                             200_2       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_3       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_4       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_5       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_6       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_7       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_8       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_9       cpu      arr    alice PD       0:00      1 (JobArrayTaskLimit)
+                             200_0       cpu      arr    alice  R       5:00      1 cpu2
+                             200_1       cpu      arr    alice  R       5:00      1 cpu2
+                $ squeue -t all -o "%.6i %.2t %.10M %R"
+                 JOBID ST       TIME NODELIST(REASON)
+                200_[2 PD       0:00 (JobArrayTaskLimit)
+                 200_0  R       5:00 cpu2
+                 200_1  R       5:00 cpu2
+                   115 CG       0:50 gpu03
+                   113 CA       1:00 gpu03
+                   112 CD       2:00 gpu03
+                   116 CD       1:40 gpu03
+                   114  F       0:10 (NonZeroExitCode)
+                   110 OO      15:00 gpu03
+                   104 PD       0:00 (Resources)
+                   103 PD       0:00 (Priority)
+                   106 PD       0:00 (Dependency)
+                   105 PD       0:00 (JobHeldUser)
+                   101  R    1:02:05 gpu[01-02]
+                   102  R 2-00:00:05 gpu03
+                   111 TO    1:00:00 (TimeLimit)
+            "#]],
+        );
+    }
+
+    #[test]
+    fn squeue_formats() {
+        check(
+            &[
+                "squeue -O JobID:10,Name,State",
+                "squeue -O jobarrayid:.12,timeleft:.10|,reasonlist -p cpu",
+                "squeue -o \"%.5A %a %F %K %u %U %g %G %q %P %D %C %c %m %y %Q\" -j 101,205",
+                "squeue -o \"%b|%B|%E|%f|%h|%k|%n|%N|%o|%O|%z|%Z|%x\" -j 106,101",
+                "squeue -o \"%i %S %e %V %l %L\" -j 101,104,106",
+                "squeue -h -o \"pre %i %j post\" -n sweep",
+                "squeue -h -o \"no specs\" -n sweep",
+                "squeue -h -o \"%.3j|%3j|%j\" -u bob",
+                "squeue -h -o \"%i %$ %5\" -n sweep",
+                "squeue -o %all -n sweep",
+                "squeue -O Name,Bogus -n sweep",
+                "SQUEUE_FORMAT=\"%i %u\" squeue -u bob",
+                "SQUEUE_FORMAT2=\"JobID:6,UserName:6\" squeue -u bob",
+                "SQUEUE_FORMAT=\"%i %u\" squeue -l -u bob",
+            ],
+            expect![[r#"
+                $ squeue -O JobID:10,Name,State
+                JOBID     NAME                STATE               
+                203       arr                 PENDING             
+                201       arr                 RUNNING             
+                202       arr                 RUNNING             
+                115       wrapup              COMPLETING          
+                104       big                 PENDING             
+                103       sweep               PENDING             
+                106       post                PENDING             
+                105       held                PENDING             
+                101       train               RUNNING             
+                102       eval-long-name      RUNNING             
+                $ squeue -O jobarrayid:.12,timeleft:.10|,reasonlist -p cpu
+                       JOBID TIME_LEFT|NODELIST(REASON)    
+                   200_[2-9]1-00:00:00|(JobArrayTaskLimit) 
+                       200_0  23:55:00|cpu2                
+                       200_1  23:55:00|cpu2                
+                $ squeue -o "%.5A %a %F %K %u %U %g %G %q %P %D %C %c %m %y %Q" -j 101,205
+                JOBID ACCOUNT ARRAY_JOB_ID ARRAY_TASK_ID USER UID GROUP GROUP QOS PARTITION NODES CPUS MIN_CPUS MIN_MEMORY NICE PRIORITY
+                  205 ml 200 4 alice 1001 research 500 normal cpu 1 8 8 32G 0 5000
+                  101 ml 101 N/A alice 1001 research 500 normal gpu 2 128 8 256G 0 5000
+                $ squeue -o "%b|%B|%E|%f|%h|%k|%n|%N|%o|%O|%z|%Z|%x" -j 106,101
+                TRES_PER_NODE|EXEC_HOST|DEPENDENCY|FEATURES|OVER_SUBSCRIBE|COMMENT|REQ_NODES|NODELIST|COMMAND|CONTIGUOUS|S:C:T|WORK_DIR|EXC_NODES
+                N/A|n/a|afterok:101(unfulfilled)|(null)|OK|(null)|||/home/bob/post.sh|0|*:*:*|/home/bob|
+                gres:gpu:8|gpu01|(null)|(null)|OK|(null)||gpu[01-02]|/home/alice/train.sh|0|*:*:*|/home/alice|
+                $ squeue -o "%i %S %e %V %l %L" -j 101,104,106
+                JOBID START_TIME END_TIME SUBMIT_TIME TIME_LIMIT TIME_LEFT
+                104 2024-03-01T14:00:00 2024-03-02T14:00:00 2024-03-01T10:00:00 1-00:00:00 1-00:00:00
+                106 N/A N/A 2024-03-01T10:00:00 UNLIMITED UNLIMITED
+                101 2024-03-01T10:57:55 2024-03-02T10:57:55 2024-03-01T10:00:00 1-00:00:00 22:57:55
+                $ squeue -h -o "pre %i %j post" -n sweep
+                pre 103 sweep post
+                $ squeue -h -o "no specs" -n sweep
+                no specs
+                $ squeue -h -o "%.3j|%3j|%j" -u bob
+                pos|pos|post
+                eva|eva|eval-long-name
+                $ squeue -h -o "%i %$ %5" -n sweep
+                103 %$ %5
+                [stderr]
+                squeue: error: Invalid job format specification: $
+                squeue: error: Invalid job format specification: 
+                $ squeue -o %all -n sweep
+                ACCOUNT|TRES_PER_NODE|MIN_CPUS|MIN_TMP_DISK|END_TIME|FEATURES|GROUP|OVER_SUBSCRIBE|JOBID|NAME|COMMENT|TIME_LIMIT|MIN_MEMORY|REQ_NODES|COMMAND|PRIORITY|QOS|REASON|SELECT_JOBINFO|ST|USER|RESERVATION|WCKEY|EXC_NODES|NICE|S:C:T|JOBID|EXEC_HOST|CPUS|NODES|DEPENDENCY|ARRAY_JOB_ID|GROUP|SOCKETS_PER_NODE|CORES_PER_SOCKET|THREADS_PER_CORE|ARRAY_TASK_ID|TIME_LEFT|TIME|NODELIST|CONTIGUOUS|PARTITION|PRIORITY|NODELIST(REASON)|START_TIME|STATE|UID|SUBMIT_TIME|LICENSES|CORE_SPEC|SCHEDNODES|WORK_DIR
+                ml|N/A|8|0|N/A|(null)|research|OK|103|sweep|(null)|1-00:00:00|32G||/home/alice/sweep.sh|0.00000093132257|normal|Priority|N/A|PD|alice|(null)|(null)||0|*:*:*|103|n/a|8|1|(null)|103|500|*|*|*|N/A|1-00:00:00|0:00||0|gpu|4000|(Priority)|N/A|PENDING|1001|2024-03-01T10:00:00|(null)|N/A|(null)|/home/alice
+                $ squeue -O Name,Bogus -n sweep
+                NAME                
+                sweep               
+                [stderr]
+                squeue: error: Invalid job format specification: Bogus
+                $ SQUEUE_FORMAT="%i %u" squeue -u bob
+                JOBID USER
+                106 bob
+                102 bob
+                $ SQUEUE_FORMAT2="JobID:6,UserName:6" squeue -u bob
+                JOBID USER  
+                106   bob   
+                102   bob   
+                $ SQUEUE_FORMAT="%i %u" squeue -l -u bob
+                             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES NODELIST(REASON)
+                               106       gpu     post      bob  PENDING       0:00 UNLIMITED      1 (Dependency)
+                               102       gpu eval-lon      bob  RUNNING 2-00:00:05 2-00:00:00      1 gpu03
+            "#]],
+        );
+    }
+
+    #[test]
+    fn squeue_filters_and_sort() {
+        check(
+            &[
+                "squeue -u bob",
+                "squeue --me -h -o %i",
+                "squeue -h -o %i -j 200",
+                "squeue -h -o %i -j 200_3,101",
+                "squeue -h -o %i -j200_1",
+                "squeue -h -o %i -A physics",
+                "squeue -h -o %i -q normal -n train,post",
+                "squeue -h -o %i -w gpu[02-03]",
+                "squeue -h -o \"%i %t\" -t PD,r",
+                "squeue -h -o \"%i %T\" -t cd,CA,oom,TIMEOUT",
+                "squeue -h -o \"%i %Q\" -S -Q,i",
+                "squeue -h -o \"%i %j\" -S j",
+                "squeue -h -o %i -S Pz",
+                "SQUEUE_STATES=F squeue -h -o %i",
+                "SQUEUE_USERS=bob squeue -h -o %i",
+                "squeue -h -o %i -u nobody",
+            ],
+            expect![[r#"
+                $ squeue -u bob
+                             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)
+                               106       gpu     post      bob PD       0:00      1 (Dependency)
+                               102       gpu eval-lon      bob  R 2-00:00:05      1 gpu03
+                $ squeue --me -h -o %i
+                200_[2-9]
+                200_0
+                200_1
+                115
+                103
+                105
+                101
+                $ squeue -h -o %i -j 200
+                200_[2-9]
+                200_0
+                200_1
+                $ squeue -h -o %i -j 200_3,101
+                200_3
+                101
+                $ squeue -h -o %i -j200_1
+                200_1
+                $ squeue -h -o %i -A physics
+                106
+                102
+                $ squeue -h -o %i -q normal -n train,post
+                106
+                101
+                $ squeue -h -o %i -w gpu[02-03]
+                115
+                101
+                102
+                $ squeue -h -o "%i %t" -t PD,r
+                200_[2-9] PD
+                200_0 R
+                200_1 R
+                104 PD
+                103 PD
+                106 PD
+                105 PD
+                101 R
+                102 R
+                $ squeue -h -o "%i %T" -t cd,CA,oom,TIMEOUT
+                113 CANCELLED
+                112 COMPLETED
+                116 COMPLETED
+                110 OUT_OF_MEMORY
+                111 TIMEOUT
+                $ squeue -h -o "%i %Q" -S -Q,i
+                104 6000
+                101 5000
+                115 5000
+                200_0 5000
+                200_1 5000
+                200_[2-9] 5000
+                102 4500
+                103 4000
+                106 4000
+                105 0
+                $ squeue -h -o "%i %j" -S j
+                200_0 arr
+                200_1 arr
+                200_[2-9] arr
+                104 big
+                102 eval-long-name
+                105 held
+                106 post
+                103 sweep
+                101 train
+                115 wrapup
+                $ squeue -h -o %i -S Pz
+                200_0
+                200_1
+                200_[2-9]
+                115
+                101
+                102
+                103
+                104
+                105
+                106
+                [stderr]
+                squeue: error: Invalid sort specification: z
+                $ SQUEUE_STATES=F squeue -h -o %i
+                114
+                $ SQUEUE_USERS=bob squeue -h -o %i
+                106
+                102
+                $ squeue -h -o %i -u nobody
+            "#]],
+        );
+    }
+
+    #[test]
+    fn squeue_errors_and_info() {
+        check(
+            &[
+                "squeue -Z",
+                "squeue --bogus",
+                "squeue -o",
+                "squeue --format",
+                "squeue -t bogus",
+                "squeue -o %i -O JobID",
+                "squeue -O JobID -o %i",
+                "squeue -l -o %i",
+                "squeue -j abc",
+                "squeue -w \"gpu[01-\"",
+                "squeue extra",
+                "squeue -i 0",
+                "squeue -i 5 -h -o %i -u bob",
+                "squeue --json",
+                "squeue -V",
+                "squeue --usage",
+                "squeue -v -h -o %i -u bob",
+            ],
+            expect![[r#"
+                $ squeue -Z
+                [stderr]
+                squeue: invalid option -- 'Z'
+                Try "squeue --help" for more information
+                [exit 1]
+                $ squeue --bogus
+                [stderr]
+                squeue: unrecognized option '--bogus'
+                Try "squeue --help" for more information
+                [exit 1]
+                $ squeue -o
+                [stderr]
+                squeue: option requires an argument -- 'o'
+                Try "squeue --help" for more information
+                [exit 1]
+                $ squeue --format
+                [stderr]
+                squeue: option '--format' requires an argument
+                Try "squeue --help" for more information
+                [exit 1]
+                $ squeue -t bogus
+                [stderr]
+                squeue: error: Invalid job state specified: bogus
+                squeue: error: Valid job states include: PENDING,RUNNING,SUSPENDED,COMPLETED,CANCELLED,FAILED,TIMEOUT,NODE_FAIL,PREEMPTED,BOOT_FAIL,DEADLINE,OUT_OF_MEMORY,COMPLETING,CONFIGURING,RESIZING,REVOKED,SPECIAL_EXIT
+
+                [exit 1]
+                $ squeue -o %i -O JobID
+                [stderr]
+                squeue: error: -O (--Format) is incompatible with -o (--format)
+                [exit 1]
+                $ squeue -O JobID -o %i
+                [stderr]
+                squeue: error: -o (--format) is incompatible with -O (--Format)
+                [exit 1]
+                $ squeue -l -o %i
+                [stderr]
+                squeue: fatal: Options -o(--format) and -l(--long) are mutually exclusive. Please remove one and retry.
+                [exit 1]
+                $ squeue -j abc
+                [stderr]
+                squeue: error: Invalid job id: abc
+                [exit 1]
+                $ squeue -w "gpu[01-"
+                [stderr]
+                squeue: error: 'gpu[01-' invalid entry for --nodelist
+                [exit 1]
+                $ squeue extra
+                [stderr]
+                squeue: error: Unrecognized option: extra
+                Usage: squeue [-A account] [--clusters names] [-i seconds] [--job jobid]
+                              [-n name] [-o format] [-p partitions] [--qos qos]
+                              [--reservation reservation] [--sort fields] [--start]
+                              [--step step_id] [-t states] [-u user_name] [--usage]
+                              [-L licenses] [-w nodes] [--federation] [--local] [--sibling]
+                              [--json=data_parser] [--yaml=data_parser]
+                	      [-ahjlrsv]
+                [exit 1]
+                $ squeue -i 0
+                [stderr]
+                squeue: error: --iterate=0
+
+                [exit 1]
+                $ squeue -i 5 -h -o %i -u bob
+                Fri Mar  1 12:00:00 2024
+                106
+                102
+                $ squeue --json
+                [stderr]
+                squeue: error: sovra's squeue does not print --json; use the sovra CLI's json output
+                [exit 1]
+                $ squeue -V
+                slurm 22.05.11
+                $ squeue --usage
+                Usage: squeue [-A account] [--clusters names] [-i seconds] [--job jobid]
+                              [-n name] [-o format] [-p partitions] [--qos qos]
+                              [--reservation reservation] [--sort fields] [--start]
+                              [--step step_id] [-t states] [-u user_name] [--usage]
+                              [-L licenses] [-w nodes] [--federation] [--local] [--sibling]
+                              [--json=data_parser] [--yaml=data_parser]
+                	      [-ahjlrsv]
+                $ squeue -v -h -o %i -u bob
+                -----------------------------
+                all         = false
+                array       = false
+                federation  = false
+                format      = %i
+                iterate     = 0
+                job_flag    = 0
+                jobs        = (null)
+                licenses    = (null)
+                local       = false
+                names       = (null)
+                nodes       = 
+                partitions  = (null)
+                priority    = false
+                reservation = (null)
+                sibling      = false
+                sort        = (null)
+                start_flag  = 0
+                states      = (null)
+                step_flag   = 0
+                steps       = (null)
+                users       = bob
+                verbose     = 1
+                -----------------------------
+
+
+                106
+                102
+            "#]],
+        );
+    }
+
+    #[test]
+    fn squeue_help_is_the_22_05_text() {
+        let (code, out, err) = run_line("squeue --help");
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(out.starts_with("Usage: squeue [OPTIONS]\n"));
+        assert!(out.ends_with("display a brief summary of squeue options\n"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Any format, option or list a user types is answered, never a panic.
+        #[test]
+        fn arbitrary_input_never_panics(s in "\\PC{0,40}", t in "[%.#0-9a-zA-Z:,|_\\-]{0,30}") {
+            let view = fixture::view();
+            let env = BTreeMap::new();
+            for args in [
+                vec!["-o".to_string(), s.clone()],
+                vec!["-o".to_string(), t.clone()],
+                vec!["-O".to_string(), t.clone()],
+                vec!["-O".to_string(), s.clone()],
+                vec!["-t".to_string(), s.clone()],
+                vec!["-j".to_string(), t.clone()],
+                vec!["-S".to_string(), t.clone()],
+                vec!["-w".to_string(), t.clone()],
+                vec![s.clone(), t.clone()],
+            ] {
+                let _ = squeue(&args, &view, "alice", &env);
+                let _ = super::super::sinfo::sinfo(&args, &view, &env);
+                let _ = super::super::sacct::sacct(&args, &view, "alice", &env);
+            }
+            for args in [
+                vec!["-o".to_string(), t.clone()],
+                vec!["-S".to_string(), s.clone()],
+                vec!["-E".to_string(), t.clone()],
+                vec!["-j".to_string(), t.clone()],
+            ] {
+                let _ = super::super::sacct::sacct(&args, &view, "alice", &env);
+            }
+            let _ = super::super::show::show_job_arg(&view, Some(&t), false, true);
+            let _ = super::super::show::show_node(&view, Some(&t), true);
+        }
+    }
 }
