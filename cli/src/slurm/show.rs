@@ -548,7 +548,7 @@ mod tests {
                    Power=
                    TresPerNode=gres:gpu:8
                    Jurisdictions=AU,JP
-   
+                [3 spaces]
 
                 $ scontrol show job 104
                 JobId=104 JobName=big
@@ -576,7 +576,7 @@ mod tests {
                    StdIn=/dev/null
                    StdOut=/home/carol/slurm-104.out
                    Power=
-   
+                [3 spaces]
 
                 $ scontrol -o show job 110
                 JobId=110 JobName=oom UserId=alice(1001) GroupId=research(500) MCS_label=N/A Priority=5000 Nice=0 Account=ml QOS=normal JobState=OUT_OF_MEMORY Reason=OutOfMemory Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:125 RunTime=00:15:00 TimeLimit=1-00:00:00 TimeMin=N/A SubmitTime=2024-03-01T10:00:00 EligibleTime=2024-03-01T10:00:00 AccrueTime=2024-03-01T10:00:00 StartTime=2024-03-01T11:35:00 EndTime=2024-03-01T11:50:00 Deadline=N/A SuspendTime=None SecsPreSuspend=0 LastSchedEval=2024-03-01T10:00:00 Scheduler=Main Partition=gpu AllocNode:Sid=(null):0 ReqNodeList=(null) ExcNodeList=(null) NodeList=gpu03 BatchHost=gpu03 NumNodes=1 NumCPUs=8 NumTasks=1 CPUs/Task=8 ReqB:S:C:T=0:0:*:* TRES=cpu=8,mem=32G,node=1,billing=8 Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=8 MinMemoryNode=32G MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) Command=/home/alice/oom.sh WorkDir=/home/alice StdErr=/home/alice/slurm-110.out StdIn=/dev/null StdOut=/home/alice/slurm-110.out Power= 
@@ -609,7 +609,7 @@ mod tests {
                    StdIn=/dev/null
                    StdOut=/home/alice/slurm-202.out
                    Power=
-   
+                [3 spaces]
 
                 $ scontrol show job 200_5
                 JobId=206 ArrayJobId=200 ArrayTaskId=5 JobName=arr
@@ -637,7 +637,7 @@ mod tests {
                    StdIn=/dev/null
                    StdOut=/home/alice/slurm-206.out
                    Power=
-   
+                [3 spaces]
 
                 $ scontrol show job 999
                 [stderr]

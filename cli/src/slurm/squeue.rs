@@ -2025,13 +2025,21 @@ pub(super) mod fixture {
     }
 
     /// Runs each case and compares the transcript: `$ line`, stdout, then `[stderr]` and
-    /// `[exit N]` when not empty or 0.
+    /// `[exit N]` when not empty or 0. A line of only spaces (the `   ` that ends a
+    /// `scontrol show job` record) is written `[N spaces]`, since snapshots dedent.
     pub fn check(cases: &[&str], expect: Expect) {
         let mut out = String::new();
         for line in cases {
             let (code, stdout, stderr) = run_line(line);
             writeln!(out, "$ {line}").unwrap();
-            out.push_str(&stdout);
+            for l in stdout.split_inclusive('\n') {
+                let body = l.trim_end_matches('\n');
+                if !body.is_empty() && body.trim_matches(' ').is_empty() {
+                    writeln!(out, "[{} spaces]", body.len()).unwrap();
+                } else {
+                    out.push_str(l);
+                }
+            }
             if !stderr.is_empty() {
                 out.push_str("[stderr]\n");
                 out.push_str(&stderr);
