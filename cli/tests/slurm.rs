@@ -27,6 +27,11 @@ fn run(dir: &Path, cmd: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(dir.join(cmd))
         .args(args)
         .env_remove("SLURM_NODELIST")
+        // No cluster: nothing from the environment or a config file points at one.
+        .env_remove("SOVRA_SERVER")
+        .env_remove("SOVRA_CERTS")
+        .env_remove("SOVRA_CONFIG")
+        .env("HOME", dir)
         .output()
         .expect("the link runs");
     (
@@ -89,8 +94,20 @@ fn scontrol_hostlists_match_slurm() {
             "scontrol: error: host list is empty\n".into()
         )
     );
-    // Not built yet: said plainly, exit 1.
-    let (code, _, err) = run(d, "sbatch", &["job.sh"]);
+    // sbatch reads the script before it needs a cluster.
+    assert_eq!(
+        run(d, "sbatch", &["no-such-job.sh"]),
+        (
+            1,
+            String::new(),
+            "sbatch: error: Unable to open file no-such-job.sh\n".into()
+        )
+    );
+    // Without a cluster configured: one line saying what is missing.
+    let (code, _, err) = run(d, "squeue", &[]);
     assert_eq!(code, 1);
-    assert!(err.contains("not built yet"), "{err}");
+    assert!(
+        err.starts_with("squeue: error: no server") && err.lines().count() == 1,
+        "{err}"
+    );
 }

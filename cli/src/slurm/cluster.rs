@@ -113,27 +113,6 @@ pub fn partitions(nodes: &[NodeInfo]) -> Vec<Partition> {
     out
 }
 
-/// The jurisdictions a job submitted to `names` (comma-separated partitions) may run in, or
-/// the name of the first unknown partition.
-pub fn partition_jurisdictions(
-    partitions: &[Partition],
-    names: &str,
-) -> Result<Vec<String>, String> {
-    let mut out: Vec<String> = Vec::new();
-    for name in names.split(',').filter(|n| !n.is_empty()) {
-        let p = partitions
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| name.to_string())?;
-        for j in &p.jurisdictions {
-            if !out.contains(j) {
-                out.push(j.clone());
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn job_state(code: &str) -> JobState {
     match code {
         "PD" => JobState::Pending,
@@ -546,9 +525,8 @@ mod tests {
         assert_eq!(names, ["all", "au", "jp"]);
         assert_eq!(p[1].nodes, ["syd1-n1", "syd2-n1"]);
         assert_eq!(p[1].sites, ["syd1", "syd2"]);
-        assert_eq!(partition_jurisdictions(&p, "jp").unwrap(), ["JP"]);
-        assert_eq!(partition_jurisdictions(&p, "all").unwrap(), ["AU", "JP"]);
-        assert_eq!(partition_jurisdictions(&p, "au,gpu").unwrap_err(), "gpu");
+        assert_eq!(p[0].jurisdictions, ["AU", "JP"]);
+        assert_eq!(p[2].jurisdictions, ["JP"]);
         let v = to_view(&[], &nodes, "c", 0);
         assert_eq!(v.nodes[0].state, NodeState::Idle);
         assert_eq!(v.nodes[1].state, NodeState::Mixed);

@@ -2,11 +2,20 @@
 //! `scancel`, `sinfo`, `scontrol` and `sacct` when invoked under those names (symlinks made
 //! by `sovra slurm install-links DIR`).
 //!
-//! Built so far: the dispatch, the links, and the `scontrol` commands that need no cluster:
-//! `show hostnames`, `show hostlist` and `show hostlistsorted`, with Slurm 22.05's output,
-//! messages and exit codes (`scontrol/info_job.c`, `scontrol/scontrol.c`), over the hostlist
-//! algorithms of `sovra_fabric::slurm::hostlist`. The other commands say that they are not
-//! built yet and exit 1.
+//! The parts, each a pure function of its input so the conformance tests need no cluster:
+//!
+//! - [`sbatch`]: option parsing for `sbatch`/`srun`/`salloc` (command line, `SBATCH_*`,
+//!   `#SBATCH`, with Slurm 22.05's precedence, texts and exit codes); [`time`]: Slurm's time
+//!   formats;
+//! - [`squeue`], [`sinfo`], [`sacct`], [`show`]: the read commands' options and layouts over
+//!   [`model::View`], the cluster in Slurm's terms;
+//! - [`cluster`]: the glue that reads sovrad into a `View` (partitions are queues bound to
+//!   jurisdictions) and runs `scancel` and the job-control calls; [`submit`]: `sbatch`, `srun`
+//!   and `salloc` against the cluster;
+//! - here: the dispatch, `scontrol` (hostlists need no cluster), and the links.
+//!
+//! The cluster is found as the `sovra` CLI finds it: `SOVRA_SERVER`, `SOVRA_CERTS`,
+//! `SOVRA_USER`, or `~/.config/sovra/config.toml`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -16,22 +25,14 @@ use sovra_fabric::slurm::hostlist;
 
 use model::Output;
 
-// Until every command is wired to the cluster, parts of these are used only by tests.
-#[allow(dead_code)]
 pub mod cluster;
-#[allow(dead_code)]
 pub mod model;
-#[allow(dead_code)]
 pub mod sacct;
-#[allow(dead_code)]
 pub mod sbatch;
-#[allow(dead_code)]
 pub mod show;
-#[allow(dead_code)]
 pub mod sinfo;
-#[allow(dead_code)]
 pub mod squeue;
-#[allow(dead_code)]
+pub mod submit;
 pub mod time;
 
 /// The Slurm commands the shim answers to.
@@ -53,16 +54,50 @@ pub fn run(command: &str, args: &[String]) -> u8 {
     let (code, out, err) = match command {
         "scontrol" => scontrol(args, env_nodelist.as_deref()),
         "scancel" => cluster::scancel(args),
+        "sbatch" => submit::run(sbatch::Cmd::Sbatch, args),
+        "srun" => submit::run(sbatch::Cmd::Srun, args),
+        "salloc" => submit::run(sbatch::Cmd::Salloc, args),
+        "squeue" | "sinfo" | "sacct" => read_command(command, args),
         other => (
             1,
             String::new(),
-            format!("{other}: error: sovra's {other} is not built yet; use the sovra CLI\n"),
+            format!("{other}: error: unknown Slurm command\n"),
         ),
     };
     // A closed pipe is not an error worth a message (`scontrol show hostnames x | head`).
     let _ = stdout.lock().write_all(out.as_bytes());
     let _ = stderr.lock().write_all(err.as_bytes());
     code
+}
+
+/// `squeue`, `sinfo` and `sacct`: one read of the cluster, then the formatter.
+fn read_command(command: &str, args: &[String]) -> Output {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    // Help, usage and version need no cluster: the formatters answer them from any view.
+    let offline = args.iter().any(|a| {
+        matches!(
+            a.as_str(),
+            "--help" | "--usage" | "-V" | "--version" | "-e" | "--helpformat"
+        )
+    });
+    let view = if offline {
+        model::View::default()
+    } else {
+        let mut session = match cluster::session(command) {
+            Ok(s) => s,
+            Err(e) => return (1, String::new(), e),
+        };
+        match cluster::fetch(&mut session, command, command != "sinfo") {
+            Ok(v) => v,
+            Err(e) => return (1, String::new(), e),
+        }
+    };
+    let me = cluster::current_user();
+    match command {
+        "squeue" => squeue::squeue(args, &view, &me, &env),
+        "sinfo" => sinfo::sinfo(args, &view, &env),
+        _ => sacct::sacct(args, &view, &me, &env),
+    }
 }
 
 /// Slurm's keyword match: `word` abbreviates `keyword` in at least `min` characters
@@ -77,7 +112,22 @@ fn abbreviates(word: &str, keyword: &str, min: usize) -> bool {
 
 /// `scontrol`: (exit code, stdout, stderr).
 pub fn scontrol(args: &[String], env_nodelist: Option<&str>) -> (u8, String, String) {
-    // Options before the command (`-o`, `-d`, `-Q`, ...) change nothing for these commands.
+    // Options before the command: `-o` (one line per record) and `-d` (details) matter for
+    // `show`; the rest (`-Q`, `-v`, ...) change nothing here.
+    let options: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .take_while(|a| a.starts_with('-'))
+        .collect();
+    if options.iter().any(|o| matches!(*o, "-V" | "--version")) {
+        return (0, format!("{VERSION}\n"), String::new());
+    }
+    let flag = |short: char, long: &str| {
+        options
+            .iter()
+            .any(|o| *o == long || (!o.starts_with("--") && o[1..].contains(short)))
+    };
+    let (one_liner, detail) = (flag('o', "--oneliner"), flag('d', "--details"));
     let words: Vec<&str> = args
         .iter()
         .map(String::as_str)
@@ -87,7 +137,7 @@ pub fn scontrol(args: &[String], env_nodelist: Option<&str>) -> (u8, String, Str
         return (
             1,
             String::new(),
-            "scontrol: error: sovra's interactive scontrol is not built yet\n".into(),
+            "scontrol: error: interactive scontrol is not supported; give a command\n".into(),
         );
     };
     if !abbreviates(command, "show", 3) {
@@ -97,10 +147,21 @@ pub fn scontrol(args: &[String], env_nodelist: Option<&str>) -> (u8, String, Str
         return (
             1,
             String::new(),
-            "scontrol: error: sovra's scontrol show without an entity is not built yet\n".into(),
+            format!("too few arguments for keyword:{command}\n"),
         );
     };
-    let value = words.get(2).copied();
+    if words.len() > 3 {
+        return (
+            1,
+            String::new(),
+            format!("too many arguments for keyword:{command}\n"),
+        );
+    }
+    // `show job=12` is `show job 12`.
+    let (entity, value) = match entity.split_once('=') {
+        Some((tag, val)) => (tag, Some(val)),
+        None => (entity, words.get(2).copied()),
+    };
     if abbreviates(entity, "hostnames", 5) {
         let Some(list) = value.or(env_nodelist) else {
             return (
@@ -127,11 +188,7 @@ pub fn scontrol(args: &[String], env_nodelist: Option<&str>) -> (u8, String, Str
     } else if abbreviates(entity, "hostlistsorted", 9) {
         true
     } else {
-        return (
-            1,
-            String::new(),
-            format!("scontrol: error: sovra's scontrol show {entity} is not built yet\n"),
-        );
+        return scontrol_show(command, entity, value, one_liner, detail);
     };
     let Some(arg) = value else {
         return (1, String::new(), "invalid encode argument\n".into());
@@ -167,6 +224,43 @@ pub fn scontrol(args: &[String], env_nodelist: Option<&str>) -> (u8, String, Str
             (0, format!("{ranged}\n"), String::new())
         }
         Err(_) => (1, String::new(), format!("Invalid hostlist: {list}\n")),
+    }
+}
+
+/// `scontrol show job|node|partition` (abbreviated as `scontrol.c` allows) from one read of
+/// the cluster.
+fn scontrol_show(
+    command: &str,
+    entity: &str,
+    value: Option<&str>,
+    one_liner: bool,
+    detail: bool,
+) -> Output {
+    let kind = if abbreviates(entity, "jobs", 1) || abbreviates(entity, "jobid", 1) {
+        "job"
+    } else if abbreviates(entity, "nodes", 1) {
+        "node"
+    } else if abbreviates(entity, "partitions", 2) || abbreviates(entity, "partitionname", 2) {
+        "partition"
+    } else {
+        return (
+            1,
+            String::new(),
+            format!("invalid entity:{entity} for keyword:{command} \n"),
+        );
+    };
+    let mut session = match cluster::session("scontrol") {
+        Ok(s) => s,
+        Err(e) => return (1, String::new(), e),
+    };
+    let view = match cluster::fetch(&mut session, "scontrol", kind == "job") {
+        Ok(v) => v,
+        Err(e) => return (1, String::new(), e),
+    };
+    match kind {
+        "job" => show::show_job_arg(&view, value, one_liner, detail),
+        "node" => show::show_node(&view, value, one_liner),
+        _ => show::show_partition(&view, value, one_liner),
     }
 }
 

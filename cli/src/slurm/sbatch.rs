@@ -125,11 +125,6 @@ pub fn submission_failed(cmd: Cmd, reason: &str) -> SlurmError {
     SlurmError::error(cmd, &format!("{lead}: {reason}"), EXIT_ERROR)
 }
 
-/// The unknown-partition rejection (see [`submission_failed`]).
-pub fn invalid_partition(cmd: Cmd) -> SlurmError {
-    submission_failed(cmd, INVALID_PARTITION)
-}
-
 /// "Now" for `--begin`: Unix seconds and the local offset from UTC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Clock {
@@ -1193,11 +1188,6 @@ pub fn parse_array(v: &str) -> Option<ArraySpec> {
         indices: set.into_iter().collect(),
         throttle,
     })
-}
-
-/// The indices an array spec names, ascending.
-pub fn array_indices(spec: &ArraySpec) -> Vec<u32> {
-    spec.indices.clone()
 }
 
 /// `update_job_dependency` (slurmctld/job_scheduler.c): `type:job[:job...]` terms joined by
@@ -3247,13 +3237,13 @@ mod tests {
             panic!("parse failed");
         };
         assert_eq!(r.default_output(), "slurm-%A_%a.out");
-        assert_eq!(array_indices(r.array.as_ref().unwrap()), vec![1, 2, 3]);
+        assert_eq!(r.array.as_ref().unwrap().indices, vec![1, 2, 3]);
     }
 
     #[test]
     fn server_rejections_for_the_glue() {
         assert_eq!(
-            invalid_partition(Cmd::Sbatch),
+            submission_failed(Cmd::Sbatch, INVALID_PARTITION),
             SlurmError {
                 text: "sbatch: error: Batch job submission failed: Invalid partition name \
                        specified\n"
@@ -3262,11 +3252,11 @@ mod tests {
             }
         );
         assert_eq!(
-            invalid_partition(Cmd::Srun).text,
+            submission_failed(Cmd::Srun, INVALID_PARTITION).text,
             "srun: error: Unable to allocate resources: Invalid partition name specified\n"
         );
         assert_eq!(
-            invalid_partition(Cmd::Salloc).text,
+            submission_failed(Cmd::Salloc, INVALID_PARTITION).text,
             "salloc: error: Job submit/allocate failed: Invalid partition name specified\n"
         );
     }

@@ -66,38 +66,17 @@ pub(super) fn fmt_field(text: &str, width: usize, right: bool, cut: bool) -> Str
 /// `_print_secs` of `squeue/print.c` and `sinfo/print.c`: `M:SS`, `H:MM:SS`,
 /// `D-HH:MM:SS`; negative or over a year is `INVALID`.
 pub(super) fn print_secs(secs: i64) -> String {
-    if !(0..=365 * 24 * 3600).contains(&secs) {
-        return "INVALID".into();
-    }
-    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}-{h:02}:{m:02}:{s:02}")
-    } else if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
+    super::time::format_duration(secs)
 }
 
 /// `secs2time_str` (`common/parse_time.c`): `HH:MM:SS` or `D-HH:MM:SS`.
 pub(super) fn secs2time_str(secs: i64) -> String {
-    if secs < 0 {
-        return "INVALID".into();
-    }
-    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}-{h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h:02}:{m:02}:{s:02}")
-    }
+    super::time::format_secs_long(Some(secs))
 }
 
 /// `mins2time_str` (`common/parse_time.c`); `None` is `UNLIMITED`.
 pub(super) fn mins2time_str(mins: Option<u64>) -> String {
-    match mins {
-        None => "UNLIMITED".into(),
-        Some(m) => secs2time_str(m.min(i64::MAX as u64 / 120) as i64 * 60),
-    }
+    super::time::format_mins(mins)
 }
 
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's `civil_from_days`).
@@ -126,11 +105,7 @@ fn broken_down(t: i64, tz_offset_s: i32) -> (i64, u32, u32, i64, i64, i64, i64) 
 
 /// `slurm_make_time_str` with Slurm's default `%FT%T` format; 0 is `Unknown`.
 pub(super) fn make_time_str(t: i64, tz_offset_s: i32) -> String {
-    if t == 0 {
-        return "Unknown".into();
-    }
-    let (y, mo, d, h, mi, s, _) = broken_down(t, tz_offset_s);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")
+    super::time::format_timestamp(t, tz_offset_s)
 }
 
 /// `ctime(3)` without the newline: `Thu Jan  1 00:00:00 1970` (the date line of

@@ -162,14 +162,6 @@ pub fn format_duration(secs: i64) -> String {
     }
 }
 
-/// A time limit as `squeue %l` prints it: `UNLIMITED` for none, else [`format_duration`].
-pub fn format_limit(minutes: Option<u64>) -> String {
-    match minutes {
-        None => "UNLIMITED".into(),
-        Some(m) => format_duration(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX)),
-    }
-}
-
 /// `secs2time_str` (parse_time.c), as `scontrol`/`sinfo` print times: always `HH:MM:SS`,
 /// `D-HH:MM:SS` past a day, `UNLIMITED` for none, `INVALID` when negative.
 pub fn format_secs_long(secs: Option<i64>) -> String {
@@ -245,15 +237,6 @@ pub fn format_timestamp(unix_secs: i64, utc_offset_secs: i32) -> String {
     }
     let (y, mo, d, h, mi, s) = local_tm(unix_secs, utc_offset_secs);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")
-}
-
-/// A timestamp as `squeue` prints `%S`/`%V`/`%e` (`_print_time` in squeue/print.c): `N/A`
-/// when not set, else [`format_timestamp`].
-pub fn format_timestamp_or_na(unix_secs: Option<i64>, utc_offset_secs: i32) -> String {
-    match unix_secs {
-        None | Some(0) => "N/A".into(),
-        Some(t) => format_timestamp(t, utc_offset_secs),
-    }
 }
 
 /// Why `--begin` did not parse: Slurm prints `Invalid time specification (pos=<pos>): <s>`
@@ -619,9 +602,6 @@ mod tests {
         assert_eq!(format_duration(86_400 + 61), "1-00:01:01");
         assert_eq!(format_duration(-1), "INVALID");
         assert_eq!(format_duration(366 * 86_400), "INVALID");
-        assert_eq!(format_limit(None), "UNLIMITED");
-        assert_eq!(format_limit(Some(30)), "30:00");
-        assert_eq!(format_limit(Some(1440)), "1-00:00:00");
         assert_eq!(format_mins(Some(30)), "00:30:00");
         assert_eq!(format_mins(Some(1440)), "1-00:00:00");
         assert_eq!(format_mins(None), "UNLIMITED");
@@ -636,8 +616,6 @@ mod tests {
         assert_eq!(format_timestamp(t, 3600), "2026-11-25T11:00:00");
         assert_eq!(format_timestamp(t, -11 * 3600), "2026-11-24T23:00:00");
         assert_eq!(format_timestamp(0, 0), "Unknown");
-        assert_eq!(format_timestamp_or_na(None, 0), "N/A");
-        assert_eq!(format_timestamp_or_na(Some(t), 0), "2026-11-25T10:00:00");
         assert_eq!(format_timestamp(951_782_400, 0), "2000-02-29T00:00:00");
     }
 
