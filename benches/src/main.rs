@@ -16,6 +16,7 @@ mod machine;
 mod placement;
 mod raft;
 mod sim;
+mod slurm;
 mod stats;
 
 use std::io::{self, Write};
@@ -51,6 +52,30 @@ enum Command {
     Sim(SimArgs),
     /// The demo cluster (3 replicas, 4 agents, real processes): submit-to-running latency.
     E2e(E2eArgs),
+    /// Sustained `sbatch` submissions (real processes of the Slurm shim) to 3 replicas.
+    Slurm(SlurmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SlurmArgs {
+    /// One JSON object per result on stdout, nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Concurrent submitting clients (each runs sbatch processes one after another).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    clients: u32,
+    /// Most sbatch processes per case.
+    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    jobs: u64,
+    /// Longest time per case, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+    /// The `sovra` binary [default: next to this one].
+    #[arg(long)]
+    sovra: Option<PathBuf>,
+    /// Keep each case's directory (in the temp dir) and say where.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -203,6 +228,7 @@ fn main() -> ExitCode {
         Command::Raft(args) => run_raft(&args),
         Command::Sim(args) => run_sim(&args),
         Command::E2e(args) => run_e2e(&args),
+        Command::Slurm(args) => run_slurm(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -348,6 +374,79 @@ fn sovrad_next_to_me() -> anyhow::Result<PathBuf> {
         me.display()
     );
     Ok(sovrad)
+}
+
+fn sovra_next_to_me(given: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path.clone());
+    }
+    let me = std::env::current_exe().context("cannot find this executable")?;
+    let sovra = me.with_file_name(format!("sovra{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        sovra.is_file(),
+        "no sovra next to {}: build both with `cargo build --release -p sovra-cli -p \
+         sovra-bench`, or pass --sovra",
+        me.display()
+    );
+    Ok(sovra)
+}
+
+fn run_slurm(args: &SlurmArgs) -> anyhow::Result<()> {
+    let sovra = sovra_next_to_me(&args.sovra)?;
+    // Plain sbatch, then arrays of 1000.
+    for (case, array, jobs) in [("sbatch", 1u32, args.jobs), ("array", 1000, 20)] {
+        let dir =
+            std::env::temp_dir().join(format!("sovra-bench-slurm-{case}-{}", std::process::id()));
+        let cfg = slurm::Config {
+            sovra: sovra.clone(),
+            inventory: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/inventory/demo.toml"),
+            dir: dir.clone(),
+            clients: args.clients as usize,
+            jobs,
+            seconds: args.seconds,
+            array,
+        };
+        let result = slurm::run(&cfg);
+        if args.keep {
+            eprintln!("sovra-bench: files and logs kept in {}", dir.display());
+        } else if dir.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let mut r = result?;
+        let s = stats::summarize(&mut r.samples_ns);
+        let ms = |ns: u64| (ns as f64 / 10_000.0).round() / 100.0;
+        let secs = r.wall.as_secs_f64();
+        let line = json_object(&[
+            ("bench", "slurm".into()),
+            ("case", case.into()),
+            ("clients", u64::from(args.clients).into()),
+            ("processes", r.processes.into()),
+            ("jobs", r.jobs.into()),
+            ("failures", r.failures.into()),
+            ("seconds", ((secs * 100.0).round() / 100.0).into()),
+            ("jobs_per_s", ((r.jobs as f64 / secs).round()).into()),
+            (
+                "processes_per_s",
+                ((r.processes as f64 / secs).round()).into(),
+            ),
+            ("p50_ms", ms(s.p50_ns).into()),
+            ("p99_ms", ms(s.p99_ns).into()),
+            ("replicas", 3u64.into()),
+            ("fsync", true.into()),
+            ("machine", machine::describe().into()),
+        ]);
+        println!("{line}");
+        if !args.json {
+            eprintln!(
+                "sovra-bench: {case}: {:.0} jobs/s ({} processes in {secs:.1} s), p50 {:.1} ms",
+                r.jobs as f64 / secs,
+                r.processes,
+                s.p50_ns as f64 / 1e6
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run_e2e(args: &E2eArgs) -> anyhow::Result<()> {

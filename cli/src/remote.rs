@@ -183,24 +183,70 @@ impl Conn {
     }
 }
 
-/// A client and the runtime its calls run on, for commands that make several calls.
+/// A client and the runtime its calls run on, for commands that make several calls. Its
+/// connection is closed (the replica told) when it is dropped.
 pub struct Session {
     rt: tokio::runtime::Runtime,
     client: ClusterClient,
+    /// Where the leader was last seen, and what that file said when opened.
+    hint: Option<(PathBuf, Option<SocketAddr>)>,
+}
+
+/// The file remembering the leader of the cluster at `servers`, for this user: short-lived
+/// commands (one `sbatch` each) then go to it at once instead of asking a replica first.
+fn leader_hint_path(servers: &[SocketAddr]) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    servers.hash(&mut h);
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    Some(dir.join(format!("sovra-leader-{uid}-{:016x}", h.finish())))
 }
 
 impl Session {
-    /// Connects lazily: the first call finds the leader.
+    /// Connects lazily: the first call goes to the leader remembered from an earlier run, or
+    /// finds it.
     pub fn open(conn: &Conn) -> Result<Session, Failure> {
+        let mut client = client(conn)?;
+        let (servers, _, _) = resolve(conn)?;
+        let hint = leader_hint_path(&servers).map(|path| {
+            let known = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse::<SocketAddr>().ok())
+                .filter(|a| servers.contains(a));
+            if let Some(addr) = known {
+                client.assume_leader(addr);
+            }
+            (path, known)
+        });
         Ok(Session {
-            client: client(conn)?,
+            client,
             rt: async_runtime()?,
+            hint,
         })
     }
 
     /// One operation; refusals and failures are errors.
     pub fn call(&mut self, op: ClientOp) -> Result<ClientResult, Failure> {
         answer(self.rt.block_on(self.client.call(op)))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.rt.block_on(self.client.close());
+        if let (Some((path, known)), Some(leader)) = (&self.hint, self.client.leader()) {
+            if *known != Some(leader) {
+                // Best effort: a hint only saves a round trip.
+                let tmp = path.with_extension(format!("{}", std::process::id()));
+                if std::fs::write(&tmp, leader.to_string()).is_ok() {
+                    let _ = std::fs::rename(&tmp, path);
+                }
+            }
+        }
     }
 }
 

@@ -79,6 +79,27 @@ impl ClusterClient {
         }
     }
 
+    /// Starts with `addr` as the leader without asking first (a hint remembered from an
+    /// earlier run; a wrong one costs one redirect).
+    pub fn assume_leader(&mut self, addr: SocketAddr) {
+        self.leader = self.replica_index(addr);
+        self.located = true;
+    }
+
+    /// The replica believed to lead, once one answered as leader.
+    pub fn leader(&self) -> Option<SocketAddr> {
+        self.located
+            .then(|| self.replicas[self.leader % self.replicas.len()])
+    }
+
+    /// Closes the connection, telling the replica, so a short-lived client (one `sbatch`)
+    /// does not hold a connection slot there until the idle timeout.
+    pub async fn close(&mut self) {
+        if let Some((_, conn)) = self.conn.take() {
+            conn.close_within(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Allocates a request id (call once per logical request; retries reuse it).
     pub fn request_id(&mut self) -> RequestId {
         let id = RequestId {
@@ -114,6 +135,7 @@ impl ClusterClient {
         let mut pause = Duration::from_millis(20);
         // At least one attempt, even if locating the leader used up a short deadline.
         let mut first = true;
+        let mut hinted_leader = false;
         while first || start.elapsed() < self.deadline {
             first = false;
             let addr = self.replicas[self.leader % self.replicas.len()];
@@ -126,7 +148,10 @@ impl ClusterClient {
                         .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
                         .map(|a| self.replica_index(a));
                     match hinted {
-                        Some(i) if i != self.leader % self.replicas.len() => self.leader = i,
+                        Some(i) if i != self.leader % self.replicas.len() => {
+                            self.leader = i;
+                            hinted_leader = true;
+                        }
                         _ => {
                             self.leader += 1;
                             tokio::time::sleep(pause).await;
@@ -134,7 +159,11 @@ impl ClusterClient {
                         }
                     }
                 }
-                Ok(result) => return Ok(result),
+                Ok(result) => {
+                    // The replica a follower named as leader answered: it leads.
+                    self.located |= hinted_leader;
+                    return Ok(result);
+                }
                 Err(e @ TransportError::Tls(_)) => return Err(ClusterError::Transport(e)),
                 // A refused certificate will not get better by retrying.
                 Err(e @ TransportError::Connection { .. })
@@ -145,6 +174,7 @@ impl ClusterClient {
                 Err(_) => {
                     self.conn = None;
                     self.located = false;
+                    hinted_leader = false;
                     self.leader += 1;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));

@@ -520,9 +520,16 @@ impl Client {
 
     /// Closes the connection, telling the server.
     pub async fn close(self) {
+        self.close_within(Duration::from_secs(1)).await;
+    }
+
+    /// Closes the connection and waits at most `wait` for it to drain. The close frame goes
+    /// out at once; a process about to exit needs only that (a few milliseconds), not the
+    /// whole draining period.
+    pub async fn close_within(self, wait: Duration) {
         self.connection
             .close(VarInt::from_u32(close_code::SHUTDOWN), b"done");
-        let _ = timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let _ = timeout(wait, self.endpoint.wait_idle()).await;
     }
 
     async fn exchange(&self, request: &Request) -> Result<Response, TransportError> {
