@@ -525,7 +525,7 @@ affinity = "required"
     fn bad_inputs() {
         check(
             "tenant = \"a\"\n",
-            expect![[r#"error: line 1, column 1: missing field `jurisdictions`"#]],
+            expect![[r#"error: job allows no jurisdiction: set at least one (e.g. "AU")"#]],
         );
         check(
             "tenant = \"a\"\njurisdictions = []\n",
