@@ -65,7 +65,8 @@ struct SlurmArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     clients: u32,
     /// Most sbatch processes per case.
-    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 4000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     jobs: u64,
     /// Longest time per case, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
