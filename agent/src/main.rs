@@ -86,6 +86,18 @@ enum Cmd {
         /// The task's state directory.
         dir: PathBuf,
     },
+    /// Check reachability from inside a task's network: `listen PORT SECONDS` accepts TCP
+    /// connections for a while; `connect ADDR:PORT MS` exits 0 if a connection is made
+    /// within MS milliseconds, 1 if not (to verify tenant isolation).
+    #[command(hide = true)]
+    NetProbe {
+        /// `listen` or `connect`.
+        mode: String,
+        /// Port (listen) or address:port (connect).
+        target: String,
+        /// Seconds to listen, or milliseconds to try connecting.
+        time: u64,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -133,6 +145,9 @@ struct RunnerArgs {
     /// Milliseconds between SIGTERM and SIGKILL on cancel and time limit.
     #[arg(long, default_value_t = 10_000)]
     kill_grace_ms: u64,
+    /// Run each task in a network namespace on its tenant's network (root and iproute2).
+    #[arg(long)]
+    net_isolation: bool,
 }
 
 #[derive(Args)]
@@ -192,6 +207,7 @@ fn main() -> ExitCode {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => Err(anyhow::Error::new(e).context("supervise")),
         },
+        Cmd::NetProbe { mode, target, time } => net_probe(&mode, &target, time),
     };
     match result {
         Ok(code) => code,
@@ -291,7 +307,47 @@ fn runner_config(args: &RunnerArgs) -> RunnerConfig {
         kill_grace_ms: args.kill_grace_ms,
         ..Config::default()
     };
+    config.net_isolation = args.net_isolation;
     config
+}
+
+/// `sovra-agent net-probe`: see [`Cmd::NetProbe`].
+fn net_probe(mode: &str, target: &str, time: u64) -> anyhow::Result<ExitCode> {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+    let time = time.min(600_000);
+    match mode {
+        "listen" => {
+            let port: u16 = target.parse().context("port")?;
+            let listener = TcpListener::bind(("0.0.0.0", port))?;
+            listener.set_nonblocking(true)?;
+            let end = Instant::now() + Duration::from_secs(time);
+            while Instant::now() < end {
+                match listener.accept() {
+                    Ok((_stream, peer)) => println!("accepted {peer}"),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "connect" => {
+            let addr: SocketAddr = target.parse().context("address")?;
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(time.max(1))) {
+                Ok(_) => {
+                    println!("connected to {addr}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("cannot connect to {addr}: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        other => anyhow::bail!("net-probe: unknown mode {other:?} (listen or connect)"),
+    }
 }
 
 fn default_state_dir() -> PathBuf {

@@ -633,3 +633,82 @@ fn cgroup_memory_limit_reports_out_of_memory() {
     assert_eq!(f.outcome, Outcome::OutOfMemory, "{f:?}");
     assert!(f.oom_kills >= 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tenant network isolation (root and iproute2; skipped with the reason otherwise).
+
+/// Two tenants' tasks on one node: a task reaches its own tenant's task, another tenant's
+/// task cannot reach it (nor the node's loopback services); the namespaces go with the tasks.
+#[test]
+fn tenant_networks_keep_tenants_apart() {
+    use sovra_agent::shell::netns;
+    if let Err(why) = netns::available() {
+        println!("skipped tenant_networks_keep_tenants_apart: {why}");
+        return;
+    }
+    let fx = Fixture::session();
+    let mut config = fx.config();
+    config.net_isolation = true;
+    let mut runner = Runner::open(config, inventory()).expect("runner opens");
+    let probe = env!("CARGO_BIN_EXE_sovra-agent");
+    let tenant_task = |job: u64, net: u32, script: &str| {
+        let mut a = one(job, &batch(), script);
+        a.tenant_net = Some(net);
+        a
+    };
+    // Tenant 1's server, listening on its tenant address.
+    let server = tenant_task(90, 1, &format!("exec {probe} net-probe listen 7000 20"));
+    let server_id = server.task;
+    runner.assign(server);
+    wait_running(&mut runner, server_id);
+    let addr = runner
+        .tasks()
+        .iter()
+        .find(|t| t.task == server_id)
+        .and_then(|t| t.net_addr.clone())
+        .expect("an address on the tenant network");
+    assert!(addr.starts_with("10.64.1."), "{addr}");
+    // Give the listener a moment to bind.
+    std::thread::sleep(Duration::from_millis(200));
+    let target = format!("{addr}:7000");
+    let probe_task = |job: u64, net: u32| {
+        tenant_task(
+            job,
+            net,
+            &format!("exec {probe} net-probe connect {target} 1000"),
+        )
+    };
+    let same = probe_task(91, 1);
+    let other = probe_task(92, 2);
+    let (same_id, other_id) = (same.task, other.task);
+    runner.assign(same);
+    runner.assign(other);
+    let same_end = wait_finished(&mut runner, same_id);
+    let other_end = wait_finished(&mut runner, other_id);
+    assert_eq!(
+        same_end.outcome,
+        Outcome::Completed,
+        "same tenant connects: {same_end:?}"
+    );
+    assert!(
+        matches!(other_end.outcome, Outcome::Failed(_)),
+        "another tenant must not connect: {other_end:?}"
+    );
+    runner.cancel(server_id);
+    wait_finished(&mut runner, server_id);
+    for t in [server_id, same_id, other_id] {
+        runner.report_acked(t);
+    }
+    // Everything is removed once the tasks are gone.
+    let deadline = Instant::now() + WAIT_MAX;
+    while Path::new("/run/netns/sovra-90-0").exists() && Instant::now() < deadline {
+        runner.poll();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for name in ["sovra-90-0", "sovra-91-0", "sovra-92-0"] {
+        assert!(
+            !Path::new("/run/netns").join(name).exists(),
+            "{name} left behind"
+        );
+    }
+}

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use sovra_scheduler::core::job::{ArraySpec, JobId, JobSpec};
 use sovra_scheduler::core::placement::PendingReason;
-use sovra_scheduler::core::state::{Applied, Command, ExitStatus, JobState};
+use sovra_scheduler::core::state::{Applied, Command, ExitStatus, JobState, StateMachine};
 use sovra_scheduler::jobfile::{parse_array, parse_dependency};
 
 fn reason(d: &Driver, job: JobId) -> PendingReason {
@@ -303,4 +303,30 @@ fn queues_bind_jurisdictions() {
     }
     d.pass();
     assert_eq!(d.job(jp).state, JobState::Placed);
+}
+
+/// The isolation intent is committed with the allocation (the same SchedulePass entry):
+/// every placed job carries its tenant's network, tenants get distinct ones, in order.
+#[test]
+fn isolation_intents_come_with_allocations() {
+    let mut d = Driver::new(small_au());
+    let tenant = |t: &str| {
+        let mut s = batch_whole(1);
+        s.tenant = t.into();
+        s
+    };
+    let a1 = d.submit(tenant("acme"));
+    let b1 = d.submit(tenant("blue"));
+    let a2 = d.submit(tenant("acme"));
+    assert_eq!(d.job(a1).isolation, None, "nothing before placement");
+    d.pass();
+    let net = |d: &Driver, j| d.job(j).isolation.expect("placed with an intent").net;
+    assert_eq!((net(&d, a1), net(&d, b1), net(&d, a2)), (1, 2, 1));
+    let intent = d.job(b1).isolation.unwrap();
+    assert_eq!((intent.vlan(), intent.ib_pkey()), (2, 0x8002));
+    assert_eq!(d.sm.tenant_net("blue"), Some(intent));
+    // A snapshot carries the table: a restored state machine assigns the same way.
+    let restored = StateMachine::restore(&d.sm.snapshot()).expect("restores");
+    assert_eq!(restored.tenant_net("acme").map(|i| i.net), Some(1));
+    assert_eq!(restored.state_hash(), d.sm.state_hash());
 }

@@ -218,6 +218,7 @@ mod tests {
                 env: vec![],
                 cwd: None,
             },
+            tenant_net: None,
         }
     }
 

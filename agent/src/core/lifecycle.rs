@@ -681,6 +681,7 @@ mod tests {
                 env: vec![],
                 cwd: None,
             },
+            tenant_net: None,
         }
     }
 

@@ -124,6 +124,7 @@ pub fn place_locally(
             time_limit_ms: spec.time_limit_ms,
             members: members.clone(),
             command: command.clone(),
+            tenant_net: None,
         })
         .collect())
 }

@@ -132,6 +132,9 @@ pub struct Assignment {
     pub members: Vec<Member>,
     /// What to run.
     pub command: Command,
+    /// The tenant network its processes are isolated in (committed by the scheduler with the
+    /// allocation); `None` for no network isolation.
+    pub tenant_net: Option<u32>,
 }
 
 impl Assignment {
@@ -167,6 +170,7 @@ impl Assignment {
             time_limit_ms: spec.time_limit_ms,
             members,
             command,
+            tenant_net: None,
         }
     }
 

@@ -102,6 +102,7 @@ fn desired(node: &str, jobs: &[wire::Assignment]) -> Vec<(Assignment, u32)> {
                         env: a.env.clone(),
                         cwd: (!a.workdir.is_empty()).then(|| a.workdir.clone()),
                     },
+                    tenant_net: (a.tenant_net > 0).then_some(a.tenant_net),
                 },
                 a.attempt,
             ));
@@ -461,6 +462,7 @@ mod tests {
                 ("b".into(), sovra_fabric::GpuTake::None),
                 ("a".into(), sovra_fabric::GpuTake::None),
             ],
+            tenant_net: 1,
         }
     }
 

@@ -19,10 +19,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cgroup::{self, CgroupError, CgroupRoot, Enforce, Limits};
+use super::netns::{self, TaskNet};
 use super::proc::{self, boot_id, is_alive, unix_ms, ProcRef};
 use super::state::{
-    self, ExitFile, KillFile, StartedFile, StateError, SupervisorFile, TaskFile, EXIT_FILE,
-    KILL_FILE, NCCL_FILE, STARTED_FILE, STATE_VERSION, SUPERVISOR_FILE, SUPERVISOR_LOG, TASK_FILE,
+    self, ExitFile, KillFile, NetFile, StartedFile, StateError, SupervisorFile, TaskFile,
+    EXIT_FILE, KILL_FILE, NCCL_FILE, STARTED_FILE, STATE_VERSION, SUPERVISOR_FILE, SUPERVISOR_LOG,
+    TASK_FILE,
 };
 use super::supervisor;
 use crate::core::devices::resolve;
@@ -75,6 +77,9 @@ pub struct RunnerConfig {
     /// Variables every task starts with, below the submitter's and sovra's (`PATH`, and
     /// `HOME`, `LANG`, `TZ`, `USER`, `LOGNAME` copied from the agent's environment).
     pub base_env: Vec<(String, String)>,
+    /// Run tasks that carry a tenant network in their own network namespace on it
+    /// ([`netns`]); a task that cannot get its network does not start.
+    pub net_isolation: bool,
 }
 
 impl RunnerConfig {
@@ -91,6 +96,7 @@ impl RunnerConfig {
             supervisor_exe: std::env::current_exe().unwrap_or_else(|_| "sovra-agent".into()),
             lifecycle: Config::default(),
             base_env: base_env(),
+            net_isolation: false,
         }
     }
 }
@@ -147,6 +153,8 @@ pub struct TaskInfo {
     pub cgroup: Option<PathBuf>,
     /// Its cgroup v1 twins on a hybrid host (memory first, then cpu).
     pub v1_cgroups: Vec<PathBuf>,
+    /// Its address on its tenant network, when isolated.
+    pub net_addr: Option<String>,
     /// Its standard output file.
     pub stdout: PathBuf,
     /// Its standard error file.
@@ -159,6 +167,7 @@ struct TaskIo {
     dir: PathBuf,
     cgroup: Option<PathBuf>,
     v1_cgroups: Vec<PathBuf>,
+    net: Option<TaskNet>,
     supervisor: Option<ProcRef>,
     job: Option<ProcRef>,
     devices: Vec<String>,
@@ -326,6 +335,9 @@ impl Runner {
                     finished: t.finished.cloned(),
                     cgroup: io.and_then(|io| io.cgroup.clone()),
                     v1_cgroups: io.map(|io| io.v1_cgroups.clone()).unwrap_or_default(),
+                    net_addr: io
+                        .and_then(|io| io.net.as_ref())
+                        .map(|n| n.ip().to_string()),
                     stdout,
                     stderr,
                 }
@@ -449,6 +461,21 @@ impl Runner {
         }
     }
 
+    /// The lowest host number no task of tenant network `net` on this node holds.
+    fn free_host(&self, net: u32) -> Result<u8, String> {
+        let bridge = format!("svbr{net}");
+        let used: std::collections::BTreeSet<String> = self
+            .io
+            .values()
+            .filter_map(|io| io.net.as_ref())
+            .filter(|n| n.bridge == bridge)
+            .map(|n| n.ip().to_string())
+            .collect();
+        (2..=254u8)
+            .find(|&h| !used.contains(netns::plan(TaskId::new(0, 0), net, h).ip()))
+            .ok_or_else(|| format!("tenant network {net} has no free address on this node"))
+    }
+
     /// Prepares and launches a task: devices, environment, NCCL file, state, cgroup,
     /// supervisor. The error is one line.
     fn start(&mut self, now: Millis, a: &Assignment) -> Result<(), String> {
@@ -465,6 +492,7 @@ impl Runner {
                 dir: dir.clone(),
                 cgroup: None,
                 v1_cgroups: Vec::new(),
+                net: None,
                 supervisor: None,
                 job: None,
                 devices: Vec::new(),
@@ -503,7 +531,19 @@ impl Runner {
             master_port: default_master_port(id.job),
             nccl_topo_file: nccl_file.as_deref(),
         });
-        let env = task_env(&self.config.base_env, sovra_env, &a.command.env);
+        let mut env = task_env(&self.config.base_env, sovra_env, &a.command.env);
+        // The tenant network: set up before anything starts, or the task does not start.
+        let net = match (self.config.net_isolation, a.tenant_net) {
+            (true, Some(tenant_net)) => {
+                let host = self.free_host(tenant_net)?;
+                let net = netns::plan(id, tenant_net, host);
+                netns::setup(&net)?;
+                env.insert("SOVRA_NET_ADDR".into(), net.ip().to_string());
+                Some(net)
+            }
+            _ => None,
+        };
+        self.io.get_mut(&id).expect("inserted above").net = net.clone();
         let cwd = match &a.command.cwd {
             Some(cwd) => cwd.clone(),
             None => {
@@ -541,6 +581,12 @@ impl Runner {
             stderr,
             cgroup,
             v1_cgroups,
+            net: net.map(|n| NetFile {
+                netns: n.netns,
+                addr: n.addr,
+                veth: n.veth,
+                bridge: n.bridge,
+            }),
             devices: io.devices.clone(),
             assigned_ms: now,
         };
@@ -620,6 +666,11 @@ impl Runner {
                     Ok(()) => io.released = true,
                     Err(e) => tracing::debug!(task = %id, "cgroup not removed yet: {e}"),
                 }
+            }
+        }
+        if io.released {
+            if let Some(net) = io.net.take() {
+                netns::teardown(&net);
             }
         }
         if io.released {
@@ -807,6 +858,12 @@ fn recover(id: TaskId, dir: PathBuf, boot_id: &str) -> (TaskIo, Recovered) {
             .as_ref()
             .map(|t| t.v1_cgroups.clone())
             .unwrap_or_default(),
+        net: task.as_ref().and_then(|t| t.net.as_ref()).map(|n| TaskNet {
+            netns: n.netns.clone(),
+            addr: n.addr.clone(),
+            veth: n.veth.clone(),
+            bridge: n.bridge.clone(),
+        }),
         supervisor,
         job,
         devices: task.as_ref().map(|t| t.devices.clone()).unwrap_or_default(),

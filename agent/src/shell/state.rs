@@ -90,10 +90,27 @@ pub struct TaskFile {
     /// Its cgroup v1 twins on a hybrid host (memory, cpu), joined with `cgroup`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub v1_cgroups: Vec<PathBuf>,
+    /// Its tenant network, when isolated: the supervisor starts it in this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetFile>,
     /// Device UUIDs the task holds.
     pub devices: Vec<String>,
     /// When the agent accepted it.
     pub assigned_ms: Millis,
+}
+
+/// A task's tenant network (see `netns::TaskNet`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetFile {
+    /// Namespace name under `/run/netns`.
+    pub netns: String,
+    /// The task's address with its prefix.
+    pub addr: String,
+    /// Host side of its veth pair.
+    pub veth: String,
+    /// Its tenant's bridge.
+    pub bridge: String,
 }
 
 /// `supervisor.json` and the supervisor half of `started.json`.

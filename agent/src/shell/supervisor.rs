@@ -185,6 +185,15 @@ fn start(task: &TaskFile) -> Result<process::Child, String> {
         procs.push(file);
     }
     let procs_fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
+    // The tenant network's namespace, entered in the fork.
+    let netns = match &task.net {
+        Some(net) => {
+            let path = Path::new(super::netns::NETNS_DIR).join(&net.netns);
+            Some(File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
     let mut command = process::Command::new(program);
     command
         .args(&task.argv[1..])
@@ -195,11 +204,16 @@ fn start(task: &TaskFile) -> Result<process::Child, String> {
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr));
     // SAFETY: between fork and exec the closure calls only async-signal-safe functions
-    // (signal, setsid, write) on values prepared before the fork.
+    // (signal, setns, setsid, write) on values prepared before the fork.
     unsafe {
         command.pre_exec(move || {
             for signal in IGNORED_SIGNALS {
                 libc::signal(signal, libc::SIG_DFL);
+            }
+            if let Some(fd) = netns_fd {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             detach_into(&procs_fds)
         });

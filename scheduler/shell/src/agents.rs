@@ -170,6 +170,7 @@ impl Agents {
                     .iter()
                     .map(|m| (topology.node(m.node).name.clone(), m.take.gpus))
                     .collect(),
+                tenant_net: r.isolation.map_or(0, |i| i.net),
             });
         }
         (version.max(1), out)

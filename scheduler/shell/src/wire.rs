@@ -60,10 +60,10 @@
 //!
 //! An assignment is `u64 job, str name, str tenant, bool running, u32 attempt, u64 cpu_milli,
 //! u64 memory_mib, option<u64> time_limit_ms, u32 n, n × str argv, u32 n, n × (str, str) env,
-//! str workdir, u32 n, n × (str node, gpu take)` (members in rank order); a gpu take is a tag
-//! byte: `0` none, `1 u32 mask` whole GPUs, `2 u8 local, u16 milli` a share, `3 u8 local,
-//! u8 compute, u8 memory` a MIG instance. `how` in `JobEnded` is `0` exited (followed by
-//! the `i32` code), or `1` out of memory (nothing follows).
+//! str workdir, u32 n, n × (str node, gpu take), u32 tenant_net` (members in rank order); a
+//! gpu take is a tag byte: `0` none, `1 u32 mask` whole GPUs, `2 u8 local, u16 milli` a
+//! share, `3 u8 local, u8 compute, u8 memory` a MIG instance. `how` in `JobEnded` is `0`
+//! exited (followed by the `i32` code), or `1` out of memory (nothing follows).
 //!
 //! `LogData` ends with `option<str> error`. `Assignments` is `u64 version, bool in_service,
 //! u32 n, n × assignment, u32 n, n × log request`.
@@ -500,6 +500,9 @@ pub struct Assignment {
     pub workdir: String,
     /// Every member, in rank order: its node and its GPUs there.
     pub members: Vec<(String, sovra_fabric::GpuTake)>,
+    /// The tenant network the job's processes are isolated in (committed with the
+    /// allocation; 0 for none).
+    pub tenant_net: u32,
 }
 
 impl ClientOp {
@@ -1300,6 +1303,7 @@ fn put_assignment(out: &mut Vec<u8>, a: &Assignment) {
         put_str(out, node);
         put_gpu_take(out, take);
     }
+    put_u32(out, a.tenant_net);
 }
 
 fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
@@ -1581,6 +1585,7 @@ impl<'a> Reader<'a> {
         for _ in 0..self.count("members")? {
             members.push((self.string("member node")?, self.gpu_take()?));
         }
+        let tenant_net = self.u32("tenant_net")?;
         Ok(Assignment {
             job,
             name,
@@ -1594,6 +1599,7 @@ impl<'a> Reader<'a> {
             env,
             workdir,
             members,
+            tenant_net,
         })
     }
 
@@ -2199,6 +2205,7 @@ mod tests {
                     argv,
                     env,
                     workdir,
+                    tenant_net: attempt % 5,
                     members,
                 },
             )

@@ -40,7 +40,7 @@
 //!   | TopologyDesc (with measured RTTs) | scope: [Jurisdiction] | nodes: [NodeState]
 //!   | agent_managed: [bool] | jobs: [JobRecord] (ascending id) | next_job: u64
 //!   | applied_index: u64 | epoch: u64
-//!   | PolicyConfig | clock_ms: u64
+//!   | PolicyConfig | clock_ms: u64 | tenant_nets: [(str, u32)]
 //!   | SHA-256 of everything before: [u8; 32]
 //! ```
 //!
@@ -73,8 +73,8 @@ use crate::core::placement::{
     MemberSlot, PendingReason, Plan, PolicyConfig, SharePolicy, Unschedulable,
 };
 use crate::core::state::{
-    ArrayTask, Command, Deps, Entry, ExitStatus, JobRecord, JobState, NodeState, PendingQueue,
-    RequestId, StateMachine, JOBS_MAX,
+    ArrayTask, Command, Deps, Entry, ExitStatus, IsolationIntent, JobRecord, JobState, NodeState,
+    PendingQueue, RequestId, StateMachine, JOBS_MAX, TENANT_NETS_MAX,
 };
 
 /// The version of the codec and of the snapshot layout. Bump it on any change to either.
@@ -1358,6 +1358,7 @@ impl Codec for JobRecord {
         self.held.encode(e);
         self.deps.encode(e);
         self.array.encode(e);
+        self.isolation.map(|i| i.net).encode(e);
     }
     fn decode(d: &mut Decoder<'_>) -> Result<JobRecord, DecodeError> {
         Ok(JobRecord {
@@ -1378,6 +1379,7 @@ impl Codec for JobRecord {
             held: bool::decode(d)?,
             deps: Option::decode(d)?,
             array: Option::decode(d)?,
+            isolation: Option::<u32>::decode(d)?.map(|net| IsolationIntent { net }),
         })
     }
 }
@@ -1649,6 +1651,11 @@ impl StateMachine {
         e.put_u64(self.epoch);
         self.policy.encode(e);
         e.put_u64(self.clock_ms);
+        e.put_count(self.tenant_nets.len());
+        for (tenant, net) in &self.tenant_nets {
+            e.put_str(tenant);
+            e.put_u32(*net);
+        }
         spill(e);
     }
 }
@@ -1739,6 +1746,35 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
     let epoch = d.get_u64()?;
     let policy = PolicyConfig::decode(d)?;
     let clock_ms = d.get_u64()?;
+    let at_nets = d.offset();
+    let n = d.get_count(TENANT_NETS_MAX as usize, "tenant networks")?;
+    let mut tenant_nets = BTreeMap::new();
+    for _ in 0..n {
+        let at = d.offset();
+        let tenant = d.get_str()?;
+        let net = d.get_u32()?;
+        if net == 0 || net > TENANT_NETS_MAX || tenant_nets.insert(tenant, net).is_some() {
+            return Err(DecodeError::new(at, "invalid tenant network"));
+        }
+    }
+    // Dense and distinct, and every job's intent is its tenant's.
+    let mut nets: Vec<u32> = tenant_nets.values().copied().collect();
+    nets.sort_unstable();
+    if nets.iter().enumerate().any(|(i, &n)| n != i as u32 + 1) {
+        return Err(DecodeError::new(at_nets, "tenant networks are not 1..n"));
+    }
+    for r in jobs.values() {
+        let bad = match r.isolation {
+            Some(i) => tenant_nets.get(&r.spec.tenant) != Some(&i.net),
+            None => r.state.holds_resources(),
+        };
+        if bad {
+            return Err(DecodeError::new(
+                at_nets,
+                format!("job {} has no or the wrong tenant network", r.id),
+            ));
+        }
+    }
     // The state machine asserts `next_job > jobs.len()` and increments both counters.
     if jobs
         .last_key_value()
@@ -1774,6 +1810,7 @@ fn decode_state(d: &mut Decoder<'_>) -> Result<StateMachine, DecodeError> {
         epoch,
         policy,
         clock_ms,
+        tenant_nets,
     })
 }
 

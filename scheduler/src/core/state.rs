@@ -30,6 +30,8 @@ use crate::core::rng::placement_seed;
 pub const JOBS_MAX: usize = 1_000_000;
 /// Most plans in one scheduling pass.
 pub const PASS_PLANS_MAX: usize = 4_096;
+/// Most tenant networks (the VLAN id space, 1..=4094).
+pub const TENANT_NETS_MAX: u32 = 4094;
 /// Times a job is requeued after node failures before it fails with `NodeFail`.
 pub const REQUEUE_MAX: u32 = 3;
 
@@ -283,6 +285,8 @@ pub struct JobRecord {
     pub deps: Option<Deps>,
     /// Its place in a job array.
     pub array: Option<ArrayTask>,
+    /// Its network isolation, set with its allocation (and kept after, for audit).
+    pub isolation: Option<IsolationIntent>,
 }
 
 /// A dependency resolved at submit: an array's job id became one term per task.
@@ -303,6 +307,27 @@ pub struct ArrayTask {
     pub index: u32,
     /// Most tasks of the array placed or running at once; 0 is no limit.
     pub throttle: u32,
+}
+
+/// How a job's traffic is kept apart from other tenants', committed with its allocation (in
+/// the same log entry) so an agent applies both or neither. Every job of a tenant shares its
+/// tenant's network; the backends derive their identifiers from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IsolationIntent {
+    /// The tenant's network, 1..=[`TENANT_NETS_MAX`].
+    pub net: u32,
+}
+
+impl IsolationIntent {
+    /// The 802.1Q VLAN id (and Linux VRF table) of the network.
+    pub fn vlan(self) -> u16 {
+        self.net as u16
+    }
+
+    /// The InfiniBand partition key: full membership (top bit) of partition `net`.
+    pub fn ib_pkey(self) -> u16 {
+        0x8000 | self.net as u16
+    }
 }
 
 /// Whether a dependency holds.
@@ -371,6 +396,8 @@ pub struct StateMachine {
     pub(crate) policy: PolicyConfig,
     /// The time of the last applied entry (leader clock): begin times are judged against it.
     pub(crate) clock_ms: u64,
+    /// Each tenant's network, assigned in order when its first job is placed.
+    pub(crate) tenant_nets: BTreeMap<String, u32>,
 }
 
 /// Why a state machine cannot be made for a topology and scope.
@@ -425,6 +452,7 @@ impl StateMachine {
             epoch: 0,
             policy,
             clock_ms: 0,
+            tenant_nets: BTreeMap::new(),
         })
     }
 
@@ -801,6 +829,7 @@ impl StateMachine {
                     held: spec.control.hold,
                     deps,
                     array,
+                    isolation: None,
                 },
             );
             self.queue.insert(spec.priority, entry.index, id);
@@ -1090,6 +1119,11 @@ impl StateMachine {
         if let Some(why) = self.ineligible(record, 0) {
             return Err(why.message);
         }
+        if !self.tenant_nets.contains_key(&record.spec.tenant)
+            && self.tenant_nets.len() as u32 >= TENANT_NETS_MAX
+        {
+            return Err(format!("all {TENANT_NETS_MAX} tenant networks are taken"));
+        }
         if plan.members.len() != record.spec.member_count() as usize {
             return Err("plan has the wrong number of members".into());
         }
@@ -1181,11 +1215,29 @@ impl StateMachine {
         for slot in &plan.members {
             self.ledger.take(&self.topology, slot.node, &slot.take);
         }
+        let tenant = &self.jobs[&plan.job].spec.tenant;
+        let net = match self.tenant_nets.get(tenant) {
+            Some(&net) => net,
+            None => {
+                let net = self.tenant_nets.len() as u32 + 1;
+                assert!(net <= TENANT_NETS_MAX, "checked by check_plan");
+                self.tenant_nets.insert(tenant.clone(), net);
+                net
+            }
+        };
         let r = self.jobs.get_mut(&plan.job).expect("checked");
         self.queue.remove(r.spec.priority, r.submit_index, r.id);
         r.state = JobState::Placed;
         r.plan = Some(plan.clone());
         r.reason = None;
+        r.isolation = Some(IsolationIntent { net });
+    }
+
+    /// A tenant's network, if its first job was placed.
+    pub fn tenant_net(&self, tenant: &str) -> Option<IsolationIntent> {
+        self.tenant_nets
+            .get(tenant)
+            .map(|&net| IsolationIntent { net })
     }
 
     fn release(&mut self, job: JobId) {
@@ -1379,6 +1431,25 @@ impl StateMachine {
             fresh == self.ledger,
             "ledger differs from a recount of the allocations"
         );
+        // Tenant networks are dense and distinct, and every job's is its tenant's.
+        let mut nets: Vec<u32> = self.tenant_nets.values().copied().collect();
+        nets.sort_unstable();
+        assert!(nets.iter().enumerate().all(|(i, &n)| n == i as u32 + 1));
+        for r in self.jobs.values() {
+            if let Some(i) = r.isolation {
+                assert_eq!(
+                    self.tenant_nets.get(&r.spec.tenant),
+                    Some(&i.net),
+                    "job {}",
+                    r.id
+                );
+            }
+            assert!(
+                !(r.state.holds_resources() && r.isolation.is_none()),
+                "job {}",
+                r.id
+            );
+        }
         let pending: Vec<JobId> = self
             .jobs
             .values()
