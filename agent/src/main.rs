@@ -55,6 +55,14 @@ enum Cmd {
             value_parser = clap::value_parser!(u64).range(100..=10_000)
         )]
         poll_ms: u64,
+        /// Answer and send latency probes on this UDP address (e.g. the node's data-network
+        /// address, port 7471); the leader turns the RTTs measured between sites into the
+        /// placement's site latencies. Without it the agent does not probe.
+        #[arg(long)]
+        probe_listen: Option<std::net::SocketAddr>,
+        /// Seconds between probe rounds.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        probe_interval_s: u64,
         #[command(flatten)]
         runner: RunnerArgs,
         #[command(flatten)]
@@ -194,9 +202,14 @@ fn main() -> ExitCode {
             server,
             certs,
             poll_ms,
+            probe_listen,
+            probe_interval_s,
             runner,
             devices,
-        } => run_joined(server, certs, poll_ms, &runner, &devices),
+        } => {
+            let probe = probe_listen.map(|a| (a, std::time::Duration::from_secs(probe_interval_s)));
+            run_joined(server, certs, poll_ms, probe, &runner, &devices)
+        }
         Cmd::RunLocal(args) => run_local(args),
         Cmd::Resume {
             runner,
@@ -222,6 +235,7 @@ fn run_joined(
     servers: Vec<std::net::SocketAddr>,
     certs: PathBuf,
     poll_ms: u64,
+    probe: Option<(std::net::SocketAddr, std::time::Duration)>,
     runner_args: &RunnerArgs,
     devices: &DeviceArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -233,6 +247,8 @@ fn run_joined(
         certs,
         node,
         wait: std::time::Duration::from_millis(poll_ms),
+        probe_listen: probe.map(|p| p.0),
+        probe_interval: probe.map_or(std::time::Duration::from_secs(5), |p| p.1),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

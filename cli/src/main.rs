@@ -222,6 +222,9 @@ enum Command {
         state_dir: PathBuf,
         #[arg(long)]
         isolation: String,
+        /// Answer and send latency probes on this address (loopback in the demo).
+        #[arg(long)]
+        probe_listen: Option<std::net::SocketAddr>,
     },
     /// A task supervisor of a demo agent (the agent runtime re-executes its binary).
     #[command(hide = true)]
@@ -240,6 +243,15 @@ enum SlurmCommand {
 
 #[derive(Subcommand)]
 enum TopologyCommand {
+    /// The running cluster's sites and the latency between them (measured by the agents'
+    /// probes where they run with --probe-listen, else the inventory's).
+    Show {
+        /// One JSON object per site pair.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
     /// Validate an inventory and print a summary.
     Check {
         /// Inventory TOML.
@@ -327,6 +339,7 @@ fn demo_agent(
     certs: PathBuf,
     state_dir: PathBuf,
     isolation: &str,
+    probe_listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<u8> {
     use sovra_agent::shell::cgroup::Enforce;
     use sovra_agent::shell::inventory::{detect, InventorySource};
@@ -364,6 +377,8 @@ fn demo_agent(
         certs,
         node,
         wait: std::time::Duration::from_millis(2000),
+        probe_listen,
+        probe_interval: std::time::Duration::from_millis(500),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -542,7 +557,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             certs,
             state_dir,
             isolation,
-        } => demo_agent(node, server, certs, state_dir, &isolation).map_err(runtime),
+            probe_listen,
+        } => demo_agent(node, server, certs, state_dir, &isolation, probe_listen).map_err(runtime),
         Command::Supervise { dir } => sovra_agent::shell::supervisor::supervise(&dir)
             .map(|()| 0)
             .map_err(|e| runtime(anyhow::anyhow!("supervise: {e}"))),
@@ -554,6 +570,31 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 NodeCommand::Register { node } => ClientOp::RegisterNode { node },
             };
             remote::call(&conn, op)
+        }
+        Command::Topology(TopologyCommand::Show { json, conn }) => {
+            match remote::query(&conn, ClientOp::SiteRtts)? {
+                ClientResult::SiteRtts { rtts } => {
+                    for r in &rtts {
+                        let source = if r.measured { "measured" } else { "inventory" };
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"a": r.a, "b": r.b, "rtt_ns": r.rtt_ns,
+                                    "source": source})
+                            );
+                        } else {
+                            println!(
+                                "{} - {}: {:.3} ms ({source})",
+                                r.a,
+                                r.b,
+                                r.rtt_ns as f64 / 1e6
+                            );
+                        }
+                    }
+                    Ok(0)
+                }
+                other => Err(runtime(anyhow::anyhow!("unexpected answer {other:?}"))),
+            }
         }
         Command::Topology(TopologyCommand::Check { file, json }) => {
             let topology = load_topology(&file)?;

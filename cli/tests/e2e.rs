@@ -270,3 +270,42 @@ fn killed_agents_and_leaders_lose_no_job() {
         .collect();
     assert_eq!(named, [id], "recorded once");
 }
+
+/// Agents in two sites probe each other; the leader commits the measured RTT (loopback: well
+/// under a millisecond) in place of the inventory's 105 ms, and `sovra topology show` says so.
+#[test]
+fn measured_site_latency_replaces_the_inventorys() {
+    let c = Cluster::start(&["syd1-n1", "tyo1-n1"]);
+    let servers: Vec<String> = c.addrs.iter().map(|a| a.to_string()).collect();
+    let certs = c.dir.path().join("certs");
+    let show = || {
+        let out = Command::new(SOVRA)
+            .args(["topology", "show", "--json"])
+            .env("SOVRA_SERVER", servers.join(","))
+            .env("SOVRA_CERTS", &certs)
+            .output()
+            .expect("sovra runs");
+        assert!(out.status.success(), "{out:?}");
+        let line: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        line
+    };
+    assert_eq!(
+        show()["rtt_ns"],
+        105_000_000u64,
+        "the inventory's to begin with"
+    );
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let line = show();
+        if line["source"] == "measured" {
+            assert!(line["rtt_ns"].as_u64().unwrap() < 10_000_000, "{line}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never measured: {line}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

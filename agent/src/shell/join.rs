@@ -38,6 +38,112 @@ pub struct JoinConfig {
     pub node: String,
     /// How long one long poll may wait for a change (well under the lease).
     pub wait: Duration,
+    /// Where to answer other agents' latency probes, and probe them from; `None`: no probing.
+    pub probe_listen: Option<SocketAddr>,
+    /// How often to measure the RTT to each other site.
+    pub probe_interval: Duration,
+}
+
+/// Pings per peer and round.
+const PROBE_PINGS: u32 = 5;
+/// Longest wait for one echo.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+/// A probe datagram: magic, sequence number, padding.
+const PROBE_MAGIC: &[u8; 4] = b"SVPR";
+
+/// Answers probes: echoes every datagram that starts with [`PROBE_MAGIC`].
+async fn probe_responder(socket: tokio::net::UdpSocket) {
+    let mut buf = [0u8; 64];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) if n >= 8 && &buf[..4] == PROBE_MAGIC => {
+                let _ = socket.send_to(&buf[..n], from).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("probe responder: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The median RTT to `peer` over [`PROBE_PINGS`] sequential pings, in ns; 0 when none came
+/// back. Bounded: at most `PROBE_PINGS` datagrams and `PROBE_PINGS x PROBE_TIMEOUT`.
+async fn probe_peer(socket: &tokio::net::UdpSocket, peer: SocketAddr, seq: &mut u32) -> u64 {
+    let mut samples = Vec::new();
+    let mut buf = [0u8; 64];
+    for _ in 0..PROBE_PINGS {
+        *seq = seq.wrapping_add(1);
+        let mut ping = [0u8; 16];
+        ping[..4].copy_from_slice(PROBE_MAGIC);
+        ping[4..8].copy_from_slice(&seq.to_le_bytes());
+        let sent = std::time::Instant::now();
+        if socket.send_to(&ping, peer).await.is_err() {
+            continue;
+        }
+        let wait = tokio::time::timeout(PROBE_TIMEOUT, async {
+            loop {
+                match socket.recv_from(&mut buf).await {
+                    // Only this ping's echo counts; late echoes of earlier ones are dropped.
+                    Ok((n, from)) if from == peer && n >= 8 && buf[4..8] == ping[4..8] => {
+                        return true
+                    }
+                    Ok(_) => continue,
+                    Err(_) => return false,
+                }
+            }
+        });
+        if let Ok(true) = wait.await {
+            samples.push(sent.elapsed().as_nanos().max(1) as u64);
+        }
+    }
+    samples.sort_unstable();
+    samples
+        .get(samples.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Probes the other sites every `interval`, reporting each round's medians to the leader,
+/// which answers with whom to probe next. Runs until the agent stops.
+async fn probe_loop(cfg: JoinConfig, listen: SocketAddr) {
+    let mut rtts: Vec<(String, u64)> = Vec::new();
+    let mut seq = 0u32;
+    let socket = match tokio::net::UdpSocket::bind((listen.ip(), 0)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot bind a probe socket on {}: {e}", listen.ip());
+            return;
+        }
+    };
+    let Ok(mut c) = client(&cfg) else { return };
+    loop {
+        let op = ClientOp::AgentProbe {
+            node: cfg.node.clone(),
+            listen: listen.to_string(),
+            rtts: std::mem::take(&mut rtts),
+        };
+        let peers = match c.call(op).await {
+            Ok(ClientResult::ProbePeers { peers }) => peers,
+            Ok(other) => {
+                tracing::debug!("probe report: {other:?}");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::debug!("probe report: {e}");
+                Vec::new()
+            }
+        };
+        for (site, addr) in peers {
+            let Ok(peer) = addr.parse::<SocketAddr>() else {
+                continue;
+            };
+            let rtt = probe_peer(&socket, peer, &mut seq).await;
+            rtts.push((site, rtt));
+        }
+        tokio::time::sleep(cfg.probe_interval).await;
+    }
 }
 
 /// What the agent tells the scheduler for a runner report: `None` when the scheduler needs
@@ -270,6 +376,17 @@ fn spawn_health_report(cfg: &JoinConfig, problems: Vec<String>) {
     });
 }
 
+/// Aborts its tasks when dropped (the probing stops with the agent).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Runs the agent until `stop` completes. Tasks keep running after it returns.
 pub async fn serve(
     cfg: JoinConfig,
@@ -284,6 +401,19 @@ pub async fn serve(
         .collect();
     let mut sync_client = client(&cfg)?;
     let report_client = client(&cfg)?;
+    // Latency probing: answer other agents' probes and probe the other sites.
+    let _probing = match cfg.probe_listen {
+        Some(listen) => {
+            let socket = tokio::net::UdpSocket::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for probes on {listen}"))?;
+            let bound = socket.local_addr()?;
+            let responder = tokio::spawn(probe_responder(socket));
+            let prober = tokio::spawn(probe_loop(cfg.clone(), bound));
+            Some(AbortOnDrop(vec![responder, prober]))
+        }
+        None => None,
+    };
     // The first registration must succeed: a wrong certificate or an unknown node is a
     // configuration error, said once, not retried forever.
     register(&mut sync_client, &cfg.node, &gpus).await?;

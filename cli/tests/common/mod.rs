@@ -144,6 +144,8 @@ impl Cluster {
             self.state_dir(node).display().to_string(),
             "--isolation".into(),
             self.isolation.into(),
+            "--probe-listen".into(),
+            "127.0.0.1:0".into(),
         ];
         self.spawn(&format!("agent-{node}"), &args);
     }

@@ -58,6 +58,7 @@ fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
         Role::Client { user } => {
             return match op {
                 ClientOp::AgentSync { .. }
+                | ClientOp::AgentProbe { .. }
                 | ClientOp::AgentHealth { .. }
                 | ClientOp::JobStarted { .. }
                 | ClientOp::JobEnded { .. }
@@ -75,6 +76,7 @@ fn authorize(peer: &Role, op: &ClientOp) -> Result<(), String> {
         ClientOp::RegisterNode { node }
         | ClientOp::AgentRegister { node, .. }
         | ClientOp::AgentHealth { node, .. }
+        | ClientOp::AgentProbe { node, .. }
         | ClientOp::AgentSync { node, .. }
         | ClientOp::JobStarted { node, .. }
         | ClientOp::JobEnded { node, .. }
@@ -207,6 +209,12 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
         ClientOp::JobList { all } => Op::JobList { all: *all },
         ClientOp::JobInfo { job } => Op::JobInfo { job: JobId(*job) },
         ClientOp::NodeList => Op::NodeList,
+        ClientOp::SiteRtts => Op::SiteRtts,
+        ClientOp::AgentProbe { node, listen, rtts } => Op::AgentProbe {
+            node: node.clone(),
+            listen: listen.clone(),
+            rtts: rtts.clone(),
+        },
         ClientOp::Logs {
             job,
             rank,
@@ -292,6 +300,8 @@ fn to_result(reply: Reply) -> ClientResult {
         Reply::Leader { id, addr } => ClientResult::Leader { id, addr },
         Reply::JobList(jobs) => ClientResult::JobList { jobs },
         Reply::NodeList(nodes) => ClientResult::NodeList { nodes },
+        Reply::ProbePeers(peers) => ClientResult::ProbePeers { peers },
+        Reply::SiteRtts(rtts) => ClientResult::SiteRtts { rtts },
         Reply::Assignments {
             version,
             in_service,

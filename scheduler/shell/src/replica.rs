@@ -19,14 +19,15 @@
 //! Reads (`Status`, `Jobs`) are linearizable: they go through raft's ReadIndex and are
 //! answered once the replica has applied up to the read index.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::{GetEntriesContext, RawNode, StateRole};
-use sovra_fabric::NodeId;
+use sovra_fabric::{NodeId, SiteId};
 use sovra_scheduler::core::job::{JobId, JobSpec};
 use sovra_scheduler::core::placement::{Plan, Unschedulable};
+use sovra_scheduler::core::probe::RttFilter;
 use sovra_scheduler::core::snapshot::{from_blob, to_blob, Decoder, Encoder};
 use sovra_scheduler::core::state::{
     Applied, Command, Entry as SmEntry, ExitStatus, JobRecord, JobState, RequestId, StateMachine,
@@ -134,6 +135,17 @@ pub enum Op {
     },
     /// Every node, structured (linearizable).
     NodeList,
+    /// An agent's probe address and measured RTTs; answered with whom to probe.
+    AgentProbe {
+        /// The node.
+        node: String,
+        /// Its probe responder's address (empty: none).
+        listen: String,
+        /// (peer site, median RTT ns; 0 = no answer).
+        rtts: Vec<(String, u64)>,
+    },
+    /// Site-pair RTTs (linearizable).
+    SiteRtts,
     /// A task's output, from its node's agent.
     Logs {
         /// Job.
@@ -243,6 +255,10 @@ pub enum Reply {
     JobList(Vec<JobInfo>),
     /// Nodes, structured.
     NodeList(Vec<NodeInfo>),
+    /// Whom to probe.
+    ProbePeers(Vec<(String, String)>),
+    /// Site-pair RTTs.
+    SiteRtts(Vec<crate::wire::SiteRtt>),
     /// Part of a task's output.
     LogChunk {
         /// Where `data` starts.
@@ -317,6 +333,7 @@ enum ReadOp {
     JobList { all: bool },
     JobInfo(JobId),
     NodeList,
+    SiteRtts,
 }
 
 /// One Raft group's replica. See the module docs.
@@ -343,6 +360,11 @@ pub struct Replica<S: LogStore> {
     spec_checked: u64,
     /// Leader only: agents' heartbeats and polls, and the live jobs per node.
     agents: Agents,
+    /// Leader only: each agent's probe address, and the RTT filter of each site pair.
+    probes: BTreeMap<NodeId, String>,
+    rtt_filters: BTreeMap<(SiteId, SiteId), RttFilter>,
+    /// Site pairs whose RTT a measurement set (while this replica leads).
+    rtt_measured: BTreeSet<(SiteId, SiteId)>,
     conf_inflight: bool,
     last_snapshot_index: u64,
     rng: Option<u64>,
@@ -679,6 +701,9 @@ impl<S: LogStore> Replica<S> {
             spec: None,
             spec_checked: 0,
             agents: Agents::default(),
+            probes: BTreeMap::new(),
+            rtt_filters: BTreeMap::new(),
+            rtt_measured: BTreeSet::new(),
             conf_inflight: false,
             last_snapshot_index: index,
             observed: (0, StateRole::Follower, 0),
@@ -841,6 +866,15 @@ impl<S: LogStore> Replica<S> {
             Op::NodeList => {
                 self.read(token, ReadOp::NodeList);
                 Ok(())
+            }
+            Op::SiteRtts => {
+                self.read(token, ReadOp::SiteRtts);
+                Ok(())
+            }
+            Op::AgentProbe { node, listen, rtts } => {
+                let reply = self.agent_probe(&node, listen, &rtts, now_ms);
+                self.output.replies.push((token, reply));
+                return;
             }
             Op::AddNode { id, addr } => {
                 if self.conf_busy(token) {
@@ -1099,6 +1133,100 @@ impl<S: LogStore> Replica<S> {
             .filter(|p| p.members.iter().any(|m| m.node == id))
             .ok_or_else(|| format!("job {job} has no member on node {node}"))?;
         Ok((r.state, plan.members.first().is_some_and(|m| m.node == id)))
+    }
+
+    /// An agent's probe report (leader only): remembers where it answers probes, feeds its
+    /// RTTs through each site pair's filter (proposing `SetSiteRtt` when a change is
+    /// confirmed), and names one probe address per other site.
+    fn agent_probe(
+        &mut self,
+        node: &str,
+        listen: String,
+        rtts: &[(String, u64)],
+        now: u64,
+    ) -> Reply {
+        let topology = self.sm.topology();
+        let Some(id) = topology.node_by_name(node) else {
+            return Reply::Rejected(format!("unknown node {node:?}"));
+        };
+        if !self.is_leader() {
+            return Reply::NotLeader {
+                leader: self.leader_hint(),
+            };
+        }
+        let site = topology.node(id).site;
+        if listen.is_empty() {
+            self.probes.remove(&id);
+        } else {
+            self.probes.insert(id, listen);
+        }
+        let mut proposals = Vec::new();
+        for (peer, rtt) in rtts {
+            let (Some(other), true) = (topology.site_by_name(peer), *rtt > 0) else {
+                continue;
+            };
+            if other == site {
+                continue;
+            }
+            let pair = (site.min(other), site.max(other));
+            let committed = topology.site_rtt_ns(pair.0, pair.1);
+            if let Some(v) = self
+                .rtt_filters
+                .entry(pair)
+                .or_default()
+                .observe(*rtt, committed)
+            {
+                let names = (
+                    topology.site(pair.0).name.clone(),
+                    topology.site(pair.1).name.clone(),
+                );
+                proposals.push((pair, names, v));
+            }
+        }
+        for (pair, (a, b), rtt_ns) in proposals {
+            tracing::info!(%a, %b, rtt_ns, "measured RTT confirmed");
+            let ctx = client_context(CTX_PASS, self.cfg.id, 3);
+            if self
+                .propose_entry(ctx, &Command::SetSiteRtt { a, b, rtt_ns }, now)
+                .is_ok()
+            {
+                self.rtt_measured.insert(pair);
+            }
+        }
+        // One peer per other site: its lowest node with a probe address.
+        let topology = self.sm.topology();
+        let mut peers: BTreeMap<SiteId, String> = BTreeMap::new();
+        for (&n, addr) in &self.probes {
+            let s = topology.node(n).site;
+            if s != site {
+                peers.entry(s).or_insert_with(|| addr.clone());
+            }
+        }
+        Reply::ProbePeers(
+            peers
+                .into_iter()
+                .map(|(s, addr)| (topology.site(s).name.clone(), addr))
+                .collect(),
+        )
+    }
+
+    /// Every site pair's committed RTT.
+    fn site_rtts(&self) -> Vec<crate::wire::SiteRtt> {
+        let topology = self.sm.topology();
+        let n = topology.sites().len();
+        let mut out = Vec::new();
+        for a in 0..n {
+            for b in a + 1..n {
+                let (sa, sb) = (SiteId::from_idx(a), SiteId::from_idx(b));
+                out.push(crate::wire::SiteRtt {
+                    a: topology.site(sa).name.clone(),
+                    b: topology.site(sb).name.clone(),
+                    rtt_ns: topology.site_rtt_ns(sa, sb),
+                    measured: self.rtt_measured.contains(&(sa, sb)),
+                });
+            }
+        }
+        out
     }
 
     /// Whether an agent's report is of the job's current attempt (not one before a requeue).
@@ -1689,6 +1817,7 @@ impl<S: LogStore> Replica<S> {
                     None => Reply::Rejected(format!("unknown job {job}")),
                 },
                 ReadOp::NodeList => Reply::NodeList(node_infos(&self.sm)),
+                ReadOp::SiteRtts => Reply::SiteRtts(self.site_rtts()),
             };
             self.output.replies.push((token, reply));
         }

@@ -43,6 +43,8 @@
 //! | `0x15` | `AgentHealth`  | `str node, u32 n, n × str problem` |
 //! | `0x13` | `LogData`      | `str node, u64 token, u64 offset, bytes data, bool eof, …` |
 //! | `0x16` | `JobControl`   | `u64 job, u8 action [, option<u64> time_limit_ms]` |
+//! | `0x17` | `AgentProbe`   | `str node, str listen, u32 n, n × (str site, u64 rtt_ns)` |
+//! | `0x18` | `SiteRtts`     |                                  |
 //!
 //! | result | [`ClientResult`] | fields                                  |
 //! |--------|------------------|-----------------------------------------|
@@ -57,6 +59,8 @@
 //! | `0x09` | `JobList`        | `u32 n, n × job info`                   |
 //! | `0x0a` | `NodeList`       | `u32 n, n × node info`                  |
 //! | `0x0b` | `LogChunk`       | `u64 offset, bytes data, bool eof`      |
+//! | `0x0c` | `ProbePeers`     | `u32 n, n × (str site, str addr)`       |
+//! | `0x0d` | `SiteRtts`       | `u32 n, n × (str a, str b, u64 ns, bool measured)` |
 //!
 //! An assignment is `u64 job, str name, str tenant, bool running, u32 attempt, u64 cpu_milli,
 //! u64 memory_mib, option<u64> time_limit_ms, u32 n, n × str argv, u32 n, n × (str, str) env,
@@ -207,6 +211,19 @@ pub enum ClientOp {
         /// The job id.
         job: u64,
     },
+    /// An agent's latency probe: announces where it answers probes (`listen`, empty for
+    /// nowhere) and reports the RTT it measured to each peer site (0: no answer); the answer
+    /// is [`ClientResult::ProbePeers`], whom to probe next.
+    AgentProbe {
+        /// The agent's node.
+        node: String,
+        /// Its probe responder's address.
+        listen: String,
+        /// Measured (peer site, median RTT in ns).
+        rtts: Vec<(String, u64)>,
+    },
+    /// The committed RTT between every pair of sites (linearizable read).
+    SiteRtts,
     /// Hold, release, requeue a job or change its time limit (`scontrol`).
     JobControl {
         /// The job id.
@@ -512,6 +529,8 @@ impl ClientOp {
             ClientOp::Submit { .. } => "submit jobs".into(),
             ClientOp::Cancel { job } => format!("cancel job {job}"),
             ClientOp::JobControl { job, .. } => format!("control job {job}"),
+            ClientOp::AgentProbe { node, .. } => format!("report latency as the agent of {node}"),
+            ClientOp::SiteRtts => "read site latencies".into(),
             ClientOp::Status { job } => format!("read job {job}"),
             ClientOp::Jobs => "list jobs".into(),
             ClientOp::Drain { node } => format!("drain node {node}"),
@@ -537,6 +556,19 @@ impl ClientOp {
             ClientOp::AgentHealth { node, .. } => format!("report the health of node {node}"),
         }
     }
+}
+
+/// A site pair's committed RTT, for `sovra topology`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteRtt {
+    /// One site.
+    pub a: String,
+    /// The other.
+    pub b: String,
+    /// Committed RTT.
+    pub rtt_ns: u64,
+    /// Whether agents' measurements set it (otherwise it is the inventory's).
+    pub measured: bool,
 }
 
 /// What [`ClientOp::JobControl`] does.
@@ -585,6 +617,16 @@ pub enum ClientResult {
         jobs: Vec<Assignment>,
         /// Output the leader wants read (answer each with [`ClientOp::LogData`]).
         log_requests: Vec<LogRequest>,
+    },
+    /// Whom an agent probes: (site, probe address), one agent per other site.
+    ProbePeers {
+        /// The peers.
+        peers: Vec<(String, String)>,
+    },
+    /// Committed RTTs between sites.
+    SiteRtts {
+        /// One per site pair.
+        rtts: Vec<SiteRtt>,
     },
     /// Part of a task's output.
     LogChunk {
@@ -1026,6 +1068,17 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
             put_u8(out, 0x03);
             put_u64(out, *job);
         }
+        ClientOp::AgentProbe { node, listen, rtts } => {
+            put_u8(out, 0x17);
+            put_str(out, node);
+            put_str(out, listen);
+            put_count(out, rtts.len());
+            for (site, rtt) in rtts {
+                put_str(out, site);
+                put_u64(out, *rtt);
+            }
+        }
+        ClientOp::SiteRtts => put_u8(out, 0x18),
         ClientOp::JobControl { job, action } => {
             put_u8(out, 0x16);
             put_u64(out, *job);
@@ -1380,6 +1433,24 @@ fn put_result(out: &mut Vec<u8>, result: &ClientResult) {
                 put_u32(out, r.max);
             }
         }
+        ClientResult::ProbePeers { peers } => {
+            put_u8(out, 0x0c);
+            put_count(out, peers.len());
+            for (site, addr) in peers {
+                put_str(out, site);
+                put_str(out, addr);
+            }
+        }
+        ClientResult::SiteRtts { rtts } => {
+            put_u8(out, 0x0d);
+            put_count(out, rtts.len());
+            for r in rtts {
+                put_str(out, &r.a);
+                put_str(out, &r.b);
+                put_u64(out, r.rtt_ns);
+                put_bool(out, r.measured);
+            }
+        }
         ClientResult::LogChunk { offset, data, eof } => {
             put_u8(out, 0x0b);
             put_u64(out, *offset);
@@ -1622,6 +1693,16 @@ impl<'a> Reader<'a> {
             0x03 => ClientOp::Status {
                 job: self.u64("job")?,
             },
+            0x17 => {
+                let node = self.string("node")?;
+                let listen = self.string("listen")?;
+                let mut rtts = Vec::new();
+                for _ in 0..self.count("rtts")? {
+                    rtts.push((self.string("site")?, self.u64("rtt")?));
+                }
+                ClientOp::AgentProbe { node, listen, rtts }
+            }
+            0x18 => ClientOp::SiteRtts,
             0x16 => ClientOp::JobControl {
                 job: self.u64("job")?,
                 action: match self.u8("action")? {
@@ -1806,6 +1887,25 @@ impl<'a> Reader<'a> {
                 data: self.bytes("data")?,
                 eof: self.flag("eof")?,
             },
+            0x0c => {
+                let mut peers = Vec::new();
+                for _ in 0..self.count("peers")? {
+                    peers.push((self.string("site")?, self.string("addr")?));
+                }
+                ClientResult::ProbePeers { peers }
+            }
+            0x0d => {
+                let mut rtts = Vec::new();
+                for _ in 0..self.count("rtts")? {
+                    rtts.push(SiteRtt {
+                        a: self.string("site a")?,
+                        b: self.string("site b")?,
+                        rtt_ns: self.u64("rtt")?,
+                        measured: self.flag("measured")?,
+                    });
+                }
+                ClientResult::SiteRtts { rtts }
+            }
             tag => {
                 return Err(DecodeError::Tag {
                     what: "result",
@@ -1999,6 +2099,9 @@ mod tests {
                 wait_placed
             }),
             any::<u64>().prop_map(|job| ClientOp::Cancel { job }),
+            (text(), text(), vec((text(), any::<u64>()), 0..3))
+                .prop_map(|(node, listen, rtts)| ClientOp::AgentProbe { node, listen, rtts }),
+            Just(ClientOp::SiteRtts),
             (any::<u64>(), 0u8..4, any::<Option<u64>>()).prop_map(|(job, a, t)| {
                 let action = match a {
                     0 => JobAction::Hold,
@@ -2216,6 +2319,20 @@ mod tests {
             (any::<u64>(), proptest::option::of(text()))
                 .prop_map(|(job, placed)| ClientResult::Submitted { job, placed }),
             Just(ClientResult::Ok),
+            vec((text(), text()), 0..3).prop_map(|peers| ClientResult::ProbePeers { peers }),
+            vec((text(), text(), any::<u64>(), any::<bool>()), 0..3).prop_map(|v| {
+                ClientResult::SiteRtts {
+                    rtts: v
+                        .into_iter()
+                        .map(|(a, b, rtt_ns, measured)| SiteRtt {
+                            a,
+                            b,
+                            rtt_ns,
+                            measured,
+                        })
+                        .collect(),
+                }
+            }),
             text().prop_map(|text| ClientResult::Job { text }),
             text().prop_map(|text| ClientResult::Jobs { text }),
             proptest::option::of((any::<u64>(), text()))

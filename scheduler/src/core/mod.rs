@@ -5,6 +5,7 @@
 
 pub mod job;
 pub mod placement;
+pub mod probe;
 pub mod rng;
 pub mod snapshot;
 pub mod state;

@@ -1,0 +1,90 @@
+//! Measured latency with hysteresis: the leader feeds agents' RTT samples for a site pair into
+//! an [`RttFilter`], which says when the committed RTT should change. Placement then uses
+//! measured RTTs, not configured guesses, without flapping: a change is proposed only after
+//! the median of the recent samples has stayed outside a band around the committed value for
+//! several reports in a row. Pure and deterministic.
+
+use std::collections::VecDeque;
+
+/// Samples the median is taken over.
+pub const WINDOW: usize = 5;
+/// Reports in a row the median must stay outside the band before a change is proposed.
+pub const CONFIRMATIONS: u32 = 3;
+/// The band: a change must exceed this fraction of the committed RTT ...
+pub const BAND_FRACTION: f64 = 0.2;
+/// ... and this many nanoseconds.
+pub const BAND_MIN_NS: u64 = 100_000;
+
+/// One site pair's recent samples and the change being confirmed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RttFilter {
+    samples: VecDeque<u64>,
+    streak: u32,
+}
+
+impl RttFilter {
+    /// Adds a sample (ns; at least 1). Returns the RTT to commit when the change is
+    /// confirmed: the median of the window, after [`CONFIRMATIONS`] reports in a row outside
+    /// the band around `committed_ns`.
+    pub fn observe(&mut self, sample_ns: u64, committed_ns: u64) -> Option<u64> {
+        assert!(sample_ns > 0, "an RTT sample is positive");
+        if self.samples.len() == WINDOW {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample_ns);
+        let median = self.median();
+        let band = ((committed_ns as f64 * BAND_FRACTION) as u64).max(BAND_MIN_NS);
+        if median.abs_diff(committed_ns) <= band {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        if self.streak < CONFIRMATIONS {
+            return None;
+        }
+        self.streak = 0;
+        Some(median)
+    }
+
+    /// The median of the window (the lower middle for an even count).
+    pub fn median(&self) -> u64 {
+        let mut sorted: Vec<u64> = self.samples.iter().copied().collect();
+        sorted.sort_unstable();
+        sorted
+            .get((sorted.len().max(1) - 1) / 2)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_after_confirmed_changes_only() {
+        let mut f = RttFilter::default();
+        // 100 ms configured; loopback-fast samples: proposed on the third report in a row.
+        let committed = 100_000_000;
+        assert_eq!(f.observe(60_000, committed), None);
+        assert_eq!(f.observe(50_000, committed), None);
+        assert_eq!(f.observe(55_000, committed), Some(55_000));
+        // Within the band of the new value: nothing, however it wiggles.
+        let committed = 55_000;
+        for s in [60_000, 120_000, 40_000, 150_000, 70_000] {
+            assert_eq!(f.observe(s, committed), None, "{s}");
+        }
+        // One outlier never moves it; a sustained shift does.
+        let mut g = RttFilter::default();
+        for _ in 0..10 {
+            assert_eq!(g.observe(10_000_000, 10_000_000), None);
+        }
+        assert_eq!(g.observe(90_000_000, 10_000_000), None);
+        assert_eq!(g.observe(10_000_000, 10_000_000), None);
+        let mut out = None;
+        for _ in 0..6 {
+            out = out.or(g.observe(30_000_000, 10_000_000));
+        }
+        assert_eq!(out, Some(30_000_000));
+    }
+}
