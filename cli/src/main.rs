@@ -1,8 +1,9 @@
 //! `sovra`: the command-line interface.
 //!
 //! Offline commands work on files alone: `sovra topology check` validates an inventory,
-//! `sovra topology import-slurm` converts a Slurm cluster description, and `sovra place` dry-runs
-//! the placement pipeline for a job file on an idle cluster and explains the decision.
+//! `sovra slurm import` converts a Slurm cluster description into one (`sovra topology
+//! import-slurm` only summarises it), and `sovra place` dry-runs the placement pipeline for a job
+//! file on an idle cluster and explains the decision.
 //!
 //! Exit codes (documented in `docs/cli.md`): 0 success, 1 runtime error (e.g. a file cannot be
 //! read), 2 bad usage or invalid input (inventory, job file), 3 the job cannot be placed.
@@ -22,6 +23,7 @@ mod demo;
 mod remote;
 mod report;
 mod slurm;
+mod slurm_import;
 
 /// Exit code: bad usage or invalid input.
 const EXIT_INVALID: u8 = 2;
@@ -239,6 +241,30 @@ enum SlurmCommand {
         /// Directory for the links (created).
         dir: PathBuf,
     },
+    /// Convert slurm.conf (+ gres.conf, topology.conf) into a sovra inventory: the TOML goes to
+    /// --output or stdout, the summary and how partitions map onto queues to stderr.
+    Import {
+        /// slurm.conf.
+        slurm_conf: PathBuf,
+        /// gres.conf and topology.conf (tree or block), told apart by file name or content.
+        files: Vec<PathBuf>,
+        /// Jurisdiction of the site (Slurm has no such notion); its queue is the lower-case code.
+        #[arg(long)]
+        jurisdiction: String,
+        /// Site name (default: ClusterName).
+        #[arg(long)]
+        site: Option<String>,
+        /// Give a Slurm GPU type a sovra model: TYPE=MODEL (a built-in one, a100=A100-80GB) or
+        /// TYPE=GIB (its memory); types named like a built-in model (h100) need none.
+        #[arg(long = "gpu-model", value_name = "TYPE=MODEL")]
+        gpu_models: Vec<String>,
+        /// Write the inventory here instead of to stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Print the summary as one JSON object on stdout (needs --output).
+        #[arg(long, requires = "output")]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -289,14 +315,14 @@ pub(crate) struct Failure {
     pub(crate) error: anyhow::Error,
 }
 
-fn invalid(error: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn invalid(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_INVALID,
         error: error.into(),
     }
 }
 
-fn runtime(error: anyhow::Error) -> Failure {
+pub(crate) fn runtime(error: anyhow::Error) -> Failure {
     Failure {
         code: EXIT_RUNTIME,
         error,
@@ -402,7 +428,7 @@ fn demo_agent(
     Ok(0)
 }
 
-fn read(path: &Path) -> Result<String, Failure> {
+pub(crate) fn read(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(runtime)
@@ -529,6 +555,25 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Slurm(SlurmCommand::Import {
+            slurm_conf,
+            files,
+            jurisdiction,
+            site,
+            gpu_models,
+            output,
+            json,
+        }) => {
+            let files = slurm_import::sort_extra_files(slurm_conf, &files)?;
+            let config = slurm_import::ImportConfig {
+                jurisdiction,
+                site,
+                gpu_models,
+                output,
+                json,
+            };
+            slurm_import::import(&files, config)
+        }
         Command::Demo { dir, keep, json } => {
             demo::run(demo::DemoOptions { dir, keep, json }).map_err(runtime)
         }
@@ -609,13 +654,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             site,
             json,
         }) => {
-            let topology = report::import_slurm(
-                &slurm_conf,
-                topology_conf.as_deref(),
-                gres_conf.as_deref(),
-                &jurisdiction,
-                site,
-            )?;
+            let files = slurm_import::SlurmFiles {
+                slurm_conf,
+                topology_conf,
+                gres_conf,
+            };
+            let topology = slurm_import::import_slurm(&files, &jurisdiction, site)?;
             report::print_topology(&topology, json);
             Ok(0)
         }

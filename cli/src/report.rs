@@ -1,15 +1,21 @@
-//! Topology summaries for `sovra topology`, and the Slurm import front end.
+//! Topology summaries for `sovra topology check` and the Slurm imports.
 
-use std::path::Path;
+use std::fmt::Write as _;
 
 use sovra_fabric::topology::Level;
 use sovra_fabric::{SiteId, Topology};
 
-use crate::{invalid, read, Failure};
-
 /// Prints a summary: per site its jurisdiction, spines, leaves, nodes and GPUs, and the RTTs.
 pub fn print_topology(topology: &Topology, json: bool) {
-    let sites: Vec<serde_json::Value> = topology
+    if json {
+        println!("{}", topology_json(topology));
+    } else {
+        print!("{}", topology_text(topology));
+    }
+}
+
+fn site_summaries(topology: &Topology) -> Vec<serde_json::Value> {
+    topology
         .sites()
         .iter()
         .enumerate()
@@ -27,42 +33,46 @@ pub fn print_topology(topology: &Topology, json: bool) {
                 "gpus": gpus,
             })
         })
-        .collect();
-    if json {
-        let mut rtt = Vec::new();
-        for a in 0..topology.sites().len() {
-            for b in a + 1..topology.sites().len() {
-                let (sa, sb) = (
-                    sovra_fabric::SiteId::from_idx(a),
-                    sovra_fabric::SiteId::from_idx(b),
-                );
-                rtt.push(serde_json::json!({
-                    "a": topology.site(sa).name, "b": topology.site(sb).name,
-                    "rtt_ms": topology.site_rtt_ns(sa, sb) as f64 / 1e6,
-                }));
-            }
-        }
-        println!(
-            "{}",
+        .collect()
+}
+
+/// Pairs of sites, each once, in site order.
+fn site_pairs(topology: &Topology) -> impl Iterator<Item = (SiteId, SiteId)> {
+    let n = topology.sites().len();
+    (0..n).flat_map(move |a| (a + 1..n).map(move |b| (SiteId::from_idx(a), SiteId::from_idx(b))))
+}
+
+/// The summary as one JSON object.
+pub fn topology_json(topology: &Topology) -> serde_json::Value {
+    let rtt: Vec<serde_json::Value> = site_pairs(topology)
+        .map(|(a, b)| {
             serde_json::json!({
-                "valid": true,
-                "nodes": topology.nodes().len(),
-                "gpus": topology.gpu_count(),
-                "sites": sites,
-                "site_rtt": rtt,
+                "a": topology.site(a).name, "b": topology.site(b).name,
+                "rtt_ms": topology.site_rtt_ns(a, b) as f64 / 1e6,
             })
-        );
-        return;
-    }
-    println!(
-        "valid: {} sites, {} nodes, {} gpus, {} leaves",
+        })
+        .collect();
+    serde_json::json!({
+        "valid": true,
+        "nodes": topology.nodes().len(),
+        "gpus": topology.gpu_count(),
+        "sites": site_summaries(topology),
+        "site_rtt": rtt,
+    })
+}
+
+/// The summary as lines of text.
+pub fn topology_text(topology: &Topology) -> String {
+    let mut out = format!(
+        "valid: {} sites, {} nodes, {} gpus, {} leaves\n",
         topology.sites().len(),
         topology.nodes().len(),
         topology.gpu_count(),
         topology.subtree_count(Level::Leaf)
     );
-    for s in &sites {
-        println!(
+    for s in &site_summaries(topology) {
+        let _ = writeln!(
+            out,
             "site {} ({}, {}): {} spines, {} leaves, {} nvlink domains, {} nodes, {} gpus",
             s["site"].as_str().unwrap_or(""),
             s["jurisdiction"].as_str().unwrap_or(""),
@@ -74,50 +84,14 @@ pub fn print_topology(topology: &Topology, json: bool) {
             s["gpus"]
         );
     }
-    for a in 0..topology.sites().len() {
-        for b in a + 1..topology.sites().len() {
-            let (sa, sb) = (
-                sovra_fabric::SiteId::from_idx(a),
-                sovra_fabric::SiteId::from_idx(b),
-            );
-            println!(
-                "rtt {}-{}: {} ms",
-                topology.site(sa).name,
-                topology.site(sb).name,
-                topology.site_rtt_ns(sa, sb) as f64 / 1e6
-            );
-        }
+    for (a, b) in site_pairs(topology) {
+        let _ = writeln!(
+            out,
+            "rtt {}-{}: {} ms",
+            topology.site(a).name,
+            topology.site(b).name,
+            topology.site_rtt_ns(a, b) as f64 / 1e6
+        );
     }
-}
-
-/// Reads and converts a Slurm cluster description.
-pub fn import_slurm(
-    slurm_conf: &Path,
-    topology_conf: Option<&Path>,
-    gres_conf: Option<&Path>,
-    jurisdiction: &str,
-    site: Option<String>,
-) -> Result<Topology, Failure> {
-    use sovra_fabric::slurm;
-    let at = |path: &Path, e: &dyn std::fmt::Display| {
-        invalid(anyhow::anyhow!("{}: {e}", path.display()))
-    };
-    let conf = slurm::parse_slurm_conf(&read(slurm_conf)?).map_err(|e| at(slurm_conf, &e))?;
-    let topology = match topology_conf {
-        Some(p) => Some(slurm::parse_topology_conf(&read(p)?).map_err(|e| at(p, &e))?),
-        None => None,
-    };
-    let gres = match gres_conf {
-        Some(p) => Some(slurm::parse_gres_conf(&read(p)?).map_err(|e| at(p, &e))?),
-        None => None,
-    };
-    let opts = slurm::ImportOptions {
-        site,
-        jurisdiction: Some(jurisdiction.to_string()),
-        region: String::new(),
-        blocks_are_nvlink_domains: false,
-    };
-    let desc = slurm::import(&conf, topology.as_ref(), gres.as_ref(), &opts)
-        .map_err(|e| invalid(anyhow::anyhow!("slurm import: {e}")))?;
-    Topology::build(desc).map_err(|e| invalid(anyhow::anyhow!("slurm import: {e}")))
+    out
 }

@@ -216,3 +216,188 @@ fn submit_from_flags_is_validated_before_connecting() {
         .expect("sovra runs");
     assert_error(&out, 2, "no server");
 }
+
+const SLURM_FIXTURES: &str = "fabric/tests/fixtures/slurm";
+
+/// Runs `sovra topology check FILE --json` and returns (nodes, gpus).
+fn checked_counts(inventory: &str) -> (u64, u64) {
+    let out = sovra(&["topology", "check", inventory, "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    (
+        v["nodes"].as_u64().expect("nodes"),
+        v["gpus"].as_u64().expect("gpus"),
+    )
+}
+
+#[test]
+fn slurm_import_writes_an_inventory_that_checks() {
+    let conf = format!("{SLURM_FIXTURES}/slurm.conf");
+    let gres = format!("{SLURM_FIXTURES}/gres.conf");
+    for name in ["topology-tree.conf", "topology-block.conf"] {
+        // topology-*.conf is told from gres.conf by its content.
+        let topology = format!("{SLURM_FIXTURES}/{name}");
+        let output = scratch(&format!("harbour-{name}.toml"), "");
+        let args = [
+            "slurm",
+            "import",
+            &conf,
+            &topology,
+            &gres,
+            "--jurisdiction",
+            "au",
+        ];
+        let mut args = args.to_vec();
+        args.extend(["--gpu-model", "a100=A100-80GB", "--output", &output]);
+        let out = sovra(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(out.stdout.is_empty(), "the inventory went to --output");
+        assert!(
+            stderr.starts_with("valid: 1 sites, 17 nodes, 98 gpus, 4 leaves\n"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("gpu type a100 -> model A100-80GB"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("gpu type h100 -> model H100"), "{stderr}");
+        let partitions: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("partition"))
+            .collect();
+        assert_eq!(partitions.len(), 3, "{stderr}");
+        assert!(
+            partitions[0].starts_with(
+                "partition gpu (nodes hgx[001-012], default) -> queue au (jurisdiction AU), \
+                 not limited to these 12 of 17 nodes"
+            ),
+            "{stderr}"
+        );
+        assert_eq!(
+            partitions[2],
+            "partition all (nodes ALL) -> queue au (jurisdiction AU)"
+        );
+        assert_eq!(checked_counts(&output), (17, 98));
+
+        // The summary of `topology import-slurm` has the same counts.
+        let mut args = vec!["topology", "import-slurm", "--slurm-conf", &conf];
+        args.extend(["--topology-conf", &topology, "--gres-conf", &gres]);
+        args.extend(["--jurisdiction", "AU", "--json"]);
+        let out = sovra(&args);
+        assert_eq!(out.status.code(), Some(0));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(
+            (v["nodes"].as_u64(), v["gpus"].as_u64()),
+            (Some(17), Some(98))
+        );
+    }
+}
+
+#[test]
+fn slurm_import_to_stdout_and_json() {
+    let conf = format!("{SLURM_FIXTURES}/slurm.conf");
+    let gres = format!("{SLURM_FIXTURES}/gres.conf");
+    // Without a topology.conf, into standard output: the same inventory `topology check` reads.
+    let out = sovra(&[
+        "slurm",
+        "import",
+        &conf,
+        &gres,
+        "--jurisdiction",
+        "JP",
+        "--site",
+        "k1",
+    ]);
+    assert_error(&out, 2, "--gpu-model a100=MODEL");
+    let args = [
+        "slurm",
+        "import",
+        &conf,
+        &gres,
+        "--jurisdiction",
+        "JP",
+        "--site",
+        "k1",
+    ];
+    let mut args = args.to_vec();
+    args.extend(["--gpu-model", "a100=96"]);
+    let out = sovra(&args);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("# A sovra inventory"), "{text}");
+    assert!(
+        text.contains("name = \"k1\"\njurisdiction = \"JP\"\n"),
+        "{text}"
+    );
+    assert_eq!(checked_counts(&scratch("k1.toml", &text)), (17, 98));
+    // --json prints the summary on stdout, so the inventory needs --output.
+    args.push("--json");
+    assert_eq!(sovra(&args).status.code(), Some(2));
+    let output = scratch("k1-json.toml", "");
+    args.extend(["--output", &output]);
+    let out = sovra(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(
+        (v["nodes"].as_u64(), v["gpus"].as_u64()),
+        (Some(17), Some(98))
+    );
+    assert_eq!(v["partitions"][0]["queue"], "jp");
+    assert_eq!(v["partitions"][0]["subset"], true);
+    assert_eq!(checked_counts(&output), (17, 98));
+}
+
+#[test]
+fn slurm_import_errors() {
+    let conf = format!("{SLURM_FIXTURES}/slurm.conf");
+    let tree = format!("{SLURM_FIXTURES}/topology-tree.conf");
+    let block = format!("{SLURM_FIXTURES}/topology-block.conf");
+    let import = |files: &[&str]| {
+        let mut args = vec!["slurm", "import"];
+        args.extend(files);
+        args.extend(["--jurisdiction", "AU", "--gpu-model", "a100=80"]);
+        sovra(&args)
+    };
+    assert_error(
+        &import(&["/nonexistent/slurm.conf"]),
+        1,
+        "/nonexistent/slurm.conf",
+    );
+    assert_error(
+        &import(&[&conf, "/nonexistent/gres.conf"]),
+        1,
+        "/nonexistent/gres.conf",
+    );
+    let odd = scratch("odd.conf", "# neither\nFoo=bar\n");
+    assert_error(
+        &import(&[&conf, &odd]),
+        2,
+        "odd.conf: not recognised as gres.conf (no Name= line) or topology.conf",
+    );
+    assert_error(&import(&[&conf, &conf]), 2, "slurm.conf: not recognised");
+    assert_error(
+        &import(&[&conf, &tree, &block]),
+        2,
+        "a second topology.conf",
+    );
+    // A file named gres.conf is read as one, whatever it holds.
+    let named = scratch("gres.conf", "SwitchName=s1 Nodes=hgx[001-012]\n");
+    assert_error(&import(&[&conf, &named]), 2, "gres.conf line 1:");
+    // Errors of the mapping name the file by its path.
+    let partial = scratch(
+        "partial-topology.conf",
+        "SwitchName=s1 Nodes=hgx[001-012]\n",
+    );
+    assert_error(
+        &import(&[&conf, &partial]),
+        2,
+        "partial-topology.conf: topology.conf: 5 slurm.conf node(s) under no leaf switch",
+    );
+    let bad = scratch("bad-slurm.conf", "NodeName=n1 CPUs=x\n");
+    assert_error(&import(&[&bad]), 2, "bad-slurm.conf: slurm.conf line 1:");
+}

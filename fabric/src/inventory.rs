@@ -2,7 +2,8 @@
 //!
 //! The format is specified in `docs/inventory.md`; `examples/inventory/` holds complete files.
 //! [`parse_inventory`] turns the text into a [`TopologyDesc`] and checks every field;
-//! [`load_inventory`] also builds the [`Topology`]. The serde types below are the format's own
+//! [`load_inventory`] also builds the [`Topology`]; [`write_inventory`] goes the other way, from
+//! a description to text that parses back equal. The serde types below are the format's own
 //! DTOs (core types do not derive serde) and never leave this module.
 //!
 //! Node groups keep large sites short: one `[[site.nodes]]` table names its nodes with a Slurm
@@ -23,10 +24,13 @@ use toml::Spanned;
 
 use crate::jurisdiction::Jurisdiction;
 use crate::slurm::hostlist;
+
+mod write;
 use crate::topology::{
     standard_mig_profiles, GpuDesc, GpuModelDesc, MigProfile, NicDesc, NodeDesc, SiteDesc,
     SiteFabric, SiteLinkDesc, Topology, TopologyDesc, TopologyError, GPUS_PER_NODE_MAX,
 };
+pub use write::{write_inventory, WriteError};
 
 /// The format version this parser reads (`version = 1`, the default).
 const INVENTORY_VERSION: u32 = 1;
