@@ -5,6 +5,7 @@
 //! [`netns`] the tenant networks, and [`nvml`] and [`inventory`] the devices.
 
 pub mod cgroup;
+pub mod ibpart;
 pub mod inventory;
 pub mod join;
 pub mod netns;

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cgroup::{self, CgroupError, CgroupRoot, Enforce, Limits};
+use super::ibpart;
 use super::netns::{self, TaskNet};
 use super::proc::{self, boot_id, is_alive, unix_ms, ProcRef};
 use super::state::{
@@ -535,6 +536,15 @@ impl Runner {
         // The tenant network: set up before anything starts, or the task does not start.
         let net = match (self.config.net_isolation, a.tenant_net) {
             (true, Some(tenant_net)) => {
+                // InfiniBand: the tenant's partition key must be on every active port.
+                let pkey =
+                    sovra_scheduler::core::state::IsolationIntent { net: tenant_net }.ib_pkey();
+                match ibpart::plan(Path::new(ibpart::SYSFS_IB), pkey)? {
+                    ibpart::PkeyPlan::Index(i) => {
+                        env.insert("NCCL_IB_PKEY".into(), i.to_string());
+                    }
+                    ibpart::PkeyPlan::NoDevice => {}
+                }
                 let host = self.free_host(tenant_net)?;
                 let net = netns::plan(id, tenant_net, host);
                 netns::setup(&net)?;
