@@ -425,7 +425,7 @@ pub fn print_nodes(nodes: &[sovrad::wire::NodeInfo], json: bool) {
                     "node": n.name, "site": n.site, "jurisdiction": n.jurisdiction,
                     "state": n.state, "agent": n.agent, "model": n.model, "gpus": n.gpus,
                     "gpus_free": n.gpus_whole_free, "cpu_free_milli": n.cpu_free_milli,
-                    "memory_free_mib": n.memory_free_mib,
+                    "memory_free_mib": n.memory_free_mib, "conflicts": n.conflicts,
                 })
             );
         }
@@ -447,6 +447,9 @@ pub fn print_nodes(nodes: &[sovrad::wire::NodeInfo], json: bool) {
             n.gpus_whole_free,
             n.gpus
         );
+        for c in &n.conflicts {
+            println!("  ! {c}");
+        }
     }
 }
 

@@ -280,10 +280,15 @@ fn client(cfg: &JoinConfig) -> anyhow::Result<ClusterClient> {
     Ok(client)
 }
 
-async fn register(client: &mut ClusterClient, node: &str, gpus: &[String]) -> anyhow::Result<()> {
+async fn register(
+    client: &mut ClusterClient,
+    node: &str,
+    (gpus, nics): &(Vec<String>, Vec<(String, u32)>),
+) -> anyhow::Result<()> {
     let op = ClientOp::AgentRegister {
         node: node.into(),
-        gpus: gpus.to_vec(),
+        gpus: gpus.clone(),
+        nics: nics.clone(),
     };
     match client.call(op).await {
         Ok(ClientResult::Ok) => Ok(()),
@@ -399,6 +404,13 @@ pub async fn serve(
         .iter()
         .map(|g| g.name.clone())
         .collect();
+    let nics: Vec<(String, u32)> = runner
+        .inventory()
+        .nics
+        .iter()
+        .map(|n| (n.name.clone(), n.gbit_per_s))
+        .collect();
+    let gpus = (gpus, nics);
     let mut sync_client = client(&cfg)?;
     let report_client = client(&cfg)?;
     // Latency probing: answer other agents' probes and probe the other sites.

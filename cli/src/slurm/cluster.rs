@@ -510,6 +510,7 @@ mod tests {
             memory_free_mib: 512 * 1024,
             cpu_milli: 64_000,
             memory_mib: 512 * 1024,
+            conflicts: Vec::new(),
         }
     }
 

@@ -232,7 +232,8 @@ fn to_op(request: &crate::wire::Request) -> Result<Op, String> {
             node: node.clone(),
             problems: problems.clone(),
         },
-        ClientOp::AgentRegister { node, gpus } => Op::AgentRegister {
+        ClientOp::AgentRegister { node, gpus, nics } => Op::AgentRegister {
+            nics: nics.clone(),
             node: node.clone(),
             gpus: gpus.clone(),
         },

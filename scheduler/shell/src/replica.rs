@@ -172,6 +172,8 @@ pub enum Op {
         node: String,
         /// Model name of each GPU found, in index order.
         gpus: Vec<String>,
+        /// NICs found: (name, Gbit/s).
+        nics: Vec<(String, u32)>,
     },
     /// An agent's answer to a log request.
     LogData {
@@ -360,6 +362,8 @@ pub struct Replica<S: LogStore> {
     spec_checked: u64,
     /// Leader only: agents' heartbeats and polls, and the live jobs per node.
     agents: Agents,
+    /// Leader only: what each node's agent found that differs from the inventory.
+    conflicts: BTreeMap<NodeId, Vec<String>>,
     /// Leader only: each agent's probe address, and the RTT filter of each site pair.
     probes: BTreeMap<NodeId, String>,
     rtt_filters: BTreeMap<(SiteId, SiteId), RttFilter>,
@@ -564,6 +568,35 @@ pub fn job_info(sm: &StateMachine, r: &JobRecord) -> JobInfo {
     }
 }
 
+/// How the NICs an agent found differ from the inventory's, one line each: count, and each
+/// declared NIC's rate against the found one of the same name (or, when names differ, at the
+/// same position). Found NICs with rate 0 (unknown) are not compared.
+pub fn nic_conflicts(declared: &[(String, u32)], found: &[(String, u32)]) -> Vec<String> {
+    let mut out = Vec::new();
+    if declared.len() != found.len() {
+        out.push(format!(
+            "the inventory declares {} NICs, the agent found {}",
+            declared.len(),
+            found.len()
+        ));
+    }
+    for (i, (name, gbit)) in declared.iter().enumerate() {
+        let seen = found
+            .iter()
+            .find(|(n, _)| n == name)
+            .or_else(|| found.get(i));
+        if let Some((seen_name, seen_gbit)) = seen {
+            if *seen_gbit != 0 && seen_gbit != gbit {
+                out.push(format!(
+                    "NIC {name}: the inventory declares {gbit} Gbit/s, the agent found \
+                     {seen_gbit} Gbit/s ({seen_name})"
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Every node, structured, in inventory order.
 pub fn node_infos(sm: &StateMachine) -> Vec<NodeInfo> {
     use sovra_scheduler::core::state::NodeState;
@@ -595,6 +628,7 @@ pub fn node_infos(sm: &StateMachine) -> Vec<NodeInfo> {
                 memory_free_mib: free.memory_mib,
                 cpu_milli: node.cpu_milli,
                 memory_mib: node.memory_mib,
+                conflicts: Vec::new(),
             }
         })
         .collect()
@@ -702,6 +736,7 @@ impl<S: LogStore> Replica<S> {
             spec_checked: 0,
             agents: Agents::default(),
             probes: BTreeMap::new(),
+            conflicts: BTreeMap::new(),
             rtt_filters: BTreeMap::new(),
             rtt_measured: BTreeSet::new(),
             conf_inflight: false,
@@ -981,10 +1016,31 @@ impl<S: LogStore> Replica<S> {
                 );
                 self.propose_command(token, &Command::Drain { node }, false, now_ms)
             }
-            Op::AgentRegister { node, gpus } => {
+            Op::AgentRegister { node, gpus, nics } => {
                 if let Err(why) = self.check_inventory(&node, &gpus) {
                     self.reject(token, why);
                     return;
+                }
+                // NICs that differ from the inventory are reported, not refused: placement
+                // still works from the inventory, and an operator fixes one or the other.
+                if let Some(id) = self.sm.topology().node_by_name(&node) {
+                    let declared: Vec<(String, u32)> = self
+                        .sm
+                        .topology()
+                        .node(id)
+                        .nics
+                        .iter()
+                        .map(|n| (n.name.clone(), n.gbit_per_s))
+                        .collect();
+                    let conflicts = nic_conflicts(&declared, &nics);
+                    for c in &conflicts {
+                        tracing::warn!(%node, "discovery: {c}");
+                    }
+                    if conflicts.is_empty() {
+                        self.conflicts.remove(&id);
+                    } else {
+                        self.conflicts.insert(id, conflicts);
+                    }
                 }
                 self.propose_command(token, &Command::RegisterNode { node }, false, now_ms)
             }
@@ -1816,7 +1872,15 @@ impl<S: LogStore> Replica<S> {
                     Some(r) => Reply::JobList(vec![job_info(&self.sm, r)]),
                     None => Reply::Rejected(format!("unknown job {job}")),
                 },
-                ReadOp::NodeList => Reply::NodeList(node_infos(&self.sm)),
+                ReadOp::NodeList => {
+                    let mut nodes = node_infos(&self.sm);
+                    for (id, c) in &self.conflicts {
+                        if let Some(n) = nodes.get_mut(id.idx()) {
+                            n.conflicts = c.clone();
+                        }
+                    }
+                    Reply::NodeList(nodes)
+                }
                 ReadOp::SiteRtts => Reply::SiteRtts(self.site_rtts()),
             };
             self.output.replies.push((token, reply));
@@ -1837,5 +1901,30 @@ impl<S: LogStore> Replica<S> {
         store.sync()?;
         self.last_snapshot_index = applied;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod discovery_tests {
+    use super::nic_conflicts;
+
+    #[test]
+    fn nic_differences_are_reported_one_line_each() {
+        let d = |v: &[(&str, u32)]| -> Vec<(String, u32)> {
+            v.iter().map(|(n, g)| (n.to_string(), *g)).collect()
+        };
+        let declared = d(&[("mlx5_0", 400), ("mlx5_1", 400)]);
+        assert!(nic_conflicts(&declared, &declared).is_empty());
+        // Unknown rates (0) are not compared; names may differ at the same position.
+        assert!(nic_conflicts(&declared, &d(&[("ib0", 0), ("ib1", 400)])).is_empty());
+        let found = d(&[("mlx5_0", 200)]);
+        assert_eq!(
+            nic_conflicts(&declared, &found),
+            [
+                "the inventory declares 2 NICs, the agent found 1",
+                "NIC mlx5_0: the inventory declares 400 Gbit/s, the agent found 200 Gbit/s \
+                 (mlx5_0)"
+            ]
+        );
     }
 }

@@ -39,7 +39,7 @@
 //! | `0x10` | `JobInfo`      | `u64 job`                        |
 //! | `0x11` | `NodeList`     |                                  |
 //! | `0x12` | `Logs`         | `u64 job, u32 rank, bool stderr, u64 offset, u32 max` |
-//! | `0x14` | `AgentRegister`| `str node, u32 n, n × str gpu model` |
+//! | `0x14` | `AgentRegister`| `str node, u32 n, n × str gpu, u32 m, m × (str nic, u32 gbit)` |
 //! | `0x15` | `AgentHealth`  | `str node, u32 n, n × str problem` |
 //! | `0x13` | `LogData`      | `str node, u64 token, u64 offset, bytes data, bool eof, …` |
 //! | `0x16` | `JobControl`   | `u64 job, u8 action [, option<u64> time_limit_ms]` |
@@ -326,6 +326,9 @@ pub enum ClientOp {
         node: String,
         /// Model name of each GPU, in index order.
         gpus: Vec<String>,
+        /// The network interfaces it found for GPU traffic: (name, Gbit/s). Differences from
+        /// the inventory are reported (`sovra nodes`), not refused.
+        nics: Vec<(String, u32)>,
     },
     /// An agent reports its node unhealthy (a GPU's critical XID, ...): the leader drains it,
     /// so running jobs finish but nothing new lands there until an operator resumes it.
@@ -451,6 +454,8 @@ pub struct NodeInfo {
     pub cpu_free_milli: u64,
     /// Free memory.
     pub memory_free_mib: u64,
+    /// What its agent found that differs from the inventory (NICs), one line each.
+    pub conflicts: Vec<String>,
     /// CPU in all.
     pub cpu_milli: u64,
     /// Memory in all.
@@ -1166,12 +1171,17 @@ fn put_op(out: &mut Vec<u8>, op: &ClientOp) {
                 put_str(out, p);
             }
         }
-        ClientOp::AgentRegister { node, gpus } => {
+        ClientOp::AgentRegister { node, gpus, nics } => {
             put_u8(out, 0x14);
             put_str(out, node);
             put_count(out, gpus.len());
             for g in gpus {
                 put_str(out, g);
+            }
+            put_count(out, nics.len());
+            for (name, gbit) in nics {
+                put_str(out, name);
+                put_u32(out, *gbit);
             }
         }
         ClientOp::LogData {
@@ -1330,6 +1340,10 @@ fn put_node_info(out: &mut Vec<u8>, n: &NodeInfo) {
     put_u64(out, n.memory_free_mib);
     put_u64(out, n.cpu_milli);
     put_u64(out, n.memory_mib);
+    put_count(out, n.conflicts.len());
+    for c in &n.conflicts {
+        put_str(out, c);
+    }
 }
 
 fn put_assignment(out: &mut Vec<u8>, a: &Assignment) {
@@ -1769,7 +1783,11 @@ impl<'a> Reader<'a> {
                 for _ in 0..self.count("gpus")? {
                     gpus.push(self.string("gpu model")?);
                 }
-                ClientOp::AgentRegister { node, gpus }
+                let mut nics = Vec::new();
+                for _ in 0..self.count("nics")? {
+                    nics.push((self.string("nic")?, self.u32("gbit")?));
+                }
+                ClientOp::AgentRegister { node, gpus, nics }
             }
             0x15 => {
                 let node = self.string("node")?;
@@ -1852,6 +1870,13 @@ impl<'a> Reader<'a> {
                         memory_free_mib: self.u64("memory_free_mib")?,
                         cpu_milli: self.u64("cpu_milli")?,
                         memory_mib: self.u64("memory_mib")?,
+                        conflicts: {
+                            let mut v = Vec::new();
+                            for _ in 0..self.count("conflicts")? {
+                                v.push(self.string("conflict")?);
+                            }
+                            v
+                        },
                     });
                 }
                 ClientResult::NodeList { nodes }
@@ -2132,8 +2157,8 @@ mod tests {
             any::<bool>().prop_map(|all| ClientOp::JobList { all }),
             any::<u64>().prop_map(|job| ClientOp::JobInfo { job }),
             Just(ClientOp::NodeList),
-            (text(), vec(text(), 0..3))
-                .prop_map(|(node, gpus)| ClientOp::AgentRegister { node, gpus }),
+            (text(), vec(text(), 0..3), vec((text(), any::<u32>()), 0..3))
+                .prop_map(|(node, gpus, nics)| ClientOp::AgentRegister { node, gpus, nics }),
             (text(), vec(text(), 0..3))
                 .prop_map(|(node, problems)| ClientOp::AgentHealth { node, problems }),
             (
@@ -2275,6 +2300,7 @@ mod tests {
                     memory_free_mib,
                     cpu_milli: cpu_free_milli / 2,
                     memory_mib: memory_free_mib / 3,
+                    conflicts: vec![format!("{gpus} gpus")],
                 },
             )
     }

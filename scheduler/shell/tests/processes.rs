@@ -783,6 +783,7 @@ fn agent_certificates_speak_only_for_their_node() {
         let found = |n: usize, name: &str| ClientOp::AgentRegister {
             node: "syd1-n1".into(),
             gpus: vec![name.to_string(); n],
+            nics: Vec::new(),
         };
         assert_eq!(
             cluster.call(&mut agent, found(8, "NVIDIA H100 80GB HBM3")),
