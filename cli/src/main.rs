@@ -620,13 +620,20 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             match remote::query(&conn, ClientOp::SiteRtts)? {
                 ClientResult::SiteRtts { rtts } => {
                     for r in &rtts {
-                        let source = if r.measured { "measured" } else { "inventory" };
+                        let down = r.rtt_ns >= sovra_fabric::topology::SITE_LINK_DOWN_NS;
+                        let source = match (down, r.measured) {
+                            (true, _) => "down: probes lost",
+                            (false, true) => "measured",
+                            (false, false) => "inventory",
+                        };
                         if json {
                             println!(
                                 "{}",
                                 serde_json::json!({"a": r.a, "b": r.b, "rtt_ns": r.rtt_ns,
                                     "source": source})
                             );
+                        } else if down {
+                            println!("{} - {}: unreachable ({source})", r.a, r.b);
                         } else {
                             println!(
                                 "{} - {}: {:.3} ms ({source})",

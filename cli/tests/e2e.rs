@@ -273,9 +273,10 @@ fn killed_agents_and_leaders_lose_no_job() {
 
 /// Agents in two sites probe each other; the leader commits the measured RTT (loopback: well
 /// under a millisecond) in place of the inventory's 105 ms, and `sovra topology show` says so.
+/// When one site's agent dies, the link is marked down (placement avoids it).
 #[test]
 fn measured_site_latency_replaces_the_inventorys() {
-    let c = Cluster::start(&["syd1-n1", "tyo1-n1"]);
+    let mut c = Cluster::start(&["syd1-n1", "tyo1-n1"]);
     let servers: Vec<String> = c.addrs.iter().map(|a| a.to_string()).collect();
     let certs = c.dir.path().join("certs");
     let show = || {
@@ -305,6 +306,21 @@ fn measured_site_latency_replaces_the_inventorys() {
         assert!(
             std::time::Instant::now() < deadline,
             "never measured: {line}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // tyo1's agent dies: syd1's probes go unanswered, and the link is marked down.
+    c.kill9("agent-tyo1-n1");
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let line = show();
+        if line["source"] == "down: probes lost" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never marked down: {line}\n{}",
+            c.logs()
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }

@@ -18,6 +18,9 @@ use crate::jurisdiction::{Jurisdiction, JurisdictionMask, JURISDICTIONS_MAX};
 
 /// Most GPUs one node may have (GPU sets on a node are `u32` bitmasks).
 pub const GPUS_PER_NODE_MAX: usize = 32;
+/// The RTT of a site link that probes found unreachable: larger than any latency bound, so
+/// placement avoids it, and small enough that nothing overflows.
+pub const SITE_LINK_DOWN_NS: u64 = 1 << 60;
 /// A whole GPU in milli-GPU.
 pub const MILLI_PER_GPU: u32 = 1000;
 /// MIG compute slices on a MIG-capable GPU.

@@ -1218,7 +1218,7 @@ impl<S: LogStore> Replica<S> {
         }
         let mut proposals = Vec::new();
         for (peer, rtt) in rtts {
-            let (Some(other), true) = (topology.site_by_name(peer), *rtt > 0) else {
+            let Some(other) = topology.site_by_name(peer) else {
                 continue;
             };
             if other == site {
@@ -1226,12 +1226,13 @@ impl<S: LogStore> Replica<S> {
             }
             let pair = (site.min(other), site.max(other));
             let committed = topology.site_rtt_ns(pair.0, pair.1);
-            if let Some(v) = self
-                .rtt_filters
-                .entry(pair)
-                .or_default()
-                .observe(*rtt, committed)
-            {
+            let filter = self.rtt_filters.entry(pair).or_default();
+            // No answer at all: after a few rounds the link is marked down.
+            let change = match *rtt {
+                0 => filter.observe_lost(committed),
+                rtt => filter.observe(rtt, committed),
+            };
+            if let Some(v) = change {
                 let names = (
                     topology.site(pair.0).name.clone(),
                     topology.site(pair.1).name.clone(),

@@ -2,9 +2,13 @@
 //! an [`RttFilter`], which says when the committed RTT should change. Placement then uses
 //! measured RTTs, not configured guesses, without flapping: a change is proposed only after
 //! the median of the recent samples has stayed outside a band around the committed value for
-//! several reports in a row. Pure and deterministic.
+//! several reports in a row. A link whose probes go unanswered for as many rounds is marked
+//! down ([`SITE_LINK_DOWN_NS`]: placement avoids it, and `sovra topology show` and
+//! explanations say why). Pure and deterministic.
 
 use std::collections::VecDeque;
+
+use sovra_fabric::topology::SITE_LINK_DOWN_NS;
 
 /// Samples the median is taken over.
 pub const WINDOW: usize = 5;
@@ -20,14 +24,29 @@ pub const BAND_MIN_NS: u64 = 100_000;
 pub struct RttFilter {
     samples: VecDeque<u64>,
     streak: u32,
+    lost: u32,
 }
 
 impl RttFilter {
+    /// A probe round got no answer. Returns [`SITE_LINK_DOWN_NS`] to commit once
+    /// [`CONFIRMATIONS`] rounds in a row were lost (and the link is not already down); the
+    /// samples start afresh, so the link comes back after as many good rounds.
+    pub fn observe_lost(&mut self, committed_ns: u64) -> Option<u64> {
+        self.streak = 0;
+        self.samples.clear();
+        self.lost += 1;
+        (self.lost >= CONFIRMATIONS && committed_ns < SITE_LINK_DOWN_NS).then(|| {
+            self.lost = 0;
+            SITE_LINK_DOWN_NS
+        })
+    }
+
     /// Adds a sample (ns; at least 1). Returns the RTT to commit when the change is
     /// confirmed: the median of the window, after [`CONFIRMATIONS`] reports in a row outside
     /// the band around `committed_ns`.
     pub fn observe(&mut self, sample_ns: u64, committed_ns: u64) -> Option<u64> {
         assert!(sample_ns > 0, "an RTT sample is positive");
+        self.lost = 0;
         if self.samples.len() == WINDOW {
             self.samples.pop_front();
         }
@@ -86,5 +105,25 @@ mod tests {
             out = out.or(g.observe(30_000_000, 10_000_000));
         }
         assert_eq!(out, Some(30_000_000));
+    }
+
+    #[test]
+    fn lost_links_go_down_and_come_back() {
+        let mut f = RttFilter::default();
+        let up = 5_000_000;
+        assert_eq!(f.observe_lost(up), None);
+        assert_eq!(f.observe_lost(up), None);
+        // One answer in between resets the count.
+        assert_eq!(f.observe(5_000_000, up), None);
+        assert_eq!(f.observe_lost(up), None);
+        assert_eq!(f.observe_lost(up), None);
+        assert_eq!(f.observe_lost(up), Some(SITE_LINK_DOWN_NS));
+        // Down: more losses change nothing; answers bring it back after confirmation.
+        assert_eq!(f.observe_lost(SITE_LINK_DOWN_NS), None);
+        assert_eq!(f.observe_lost(SITE_LINK_DOWN_NS), None);
+        assert_eq!(f.observe_lost(SITE_LINK_DOWN_NS), None);
+        assert_eq!(f.observe(6_000_000, SITE_LINK_DOWN_NS), None);
+        assert_eq!(f.observe(6_000_000, SITE_LINK_DOWN_NS), None);
+        assert_eq!(f.observe(6_000_000, SITE_LINK_DOWN_NS), Some(6_000_000));
     }
 }

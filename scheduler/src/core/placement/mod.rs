@@ -512,7 +512,9 @@ fn range_len(r: &Range<u32>) -> u32 {
 
 /// An RTT for messages: whole milliseconds or microseconds when exact, else nanoseconds.
 pub(crate) fn fmt_rtt(ns: u64) -> String {
-    if ns >= 1_000_000 && ns % 1_000_000 == 0 {
+    if ns >= sovra_fabric::topology::SITE_LINK_DOWN_NS {
+        "unreachable (link down: probes lost)".into()
+    } else if ns >= 1_000_000 && ns % 1_000_000 == 0 {
         format!("{} ms", ns / 1_000_000)
     } else if ns >= 1_000 && ns % 1_000 == 0 {
         format!("{} us", ns / 1_000)
