@@ -284,26 +284,39 @@ impl Batching {
     }
 }
 
-/// Fills `out` with `count` frames of `pattern`, stamped `first`, `first + 1`, ..., hashing
-/// the payloads into `hasher` when given. Returns the bytes written.
-pub(crate) fn fill_frames(
+/// Lays out `count` frames of `pattern` back to back in `out` (headers and payloads), once:
+/// afterwards each write only re-stamps them with [`stamp_frames`]. Returns the bytes used.
+pub(crate) fn layout_frames(out: &mut [u8], pattern: &[u8], count: usize) -> usize {
+    let frame_bytes = HEADER_BYTES + pattern.len();
+    assert!(out.len() >= frame_bytes * count);
+    let header = Header::new(Kind::Data, pattern.len()).encode();
+    for frame_out in out[..frame_bytes * count].chunks_exact_mut(frame_bytes) {
+        frame_out[..HEADER_BYTES].copy_from_slice(&header);
+        frame_out[HEADER_BYTES..].copy_from_slice(pattern);
+    }
+    frame_bytes * count
+}
+
+/// Stamps the first `count` frames laid out in `out` (payloads of `payload_bytes`) with
+/// message indices `first`, `first + 1`, ..., hashing the payloads into `hasher` when given.
+/// Returns the bytes to write.
+pub(crate) fn stamp_frames(
     out: &mut [u8],
-    pattern: &[u8],
+    payload_bytes: usize,
     first: u64,
     count: usize,
     mut hasher: Option<&mut Sha256>,
 ) -> usize {
-    let frame_bytes = HEADER_BYTES + pattern.len();
+    let frame_bytes = HEADER_BYTES + payload_bytes;
     assert!(out.len() >= frame_bytes * count);
-    let header = Header::new(Kind::Data, pattern.len()).encode();
-    for i in 0..count {
-        let frame_out = &mut out[i * frame_bytes..(i + 1) * frame_bytes];
-        frame_out[..HEADER_BYTES].copy_from_slice(&header);
+    for (i, frame_out) in out[..frame_bytes * count]
+        .chunks_exact_mut(frame_bytes)
+        .enumerate()
+    {
         let payload = &mut frame_out[HEADER_BYTES..];
-        payload.copy_from_slice(pattern);
         stamp(payload, first + i as u64);
         if let Some(hasher) = hasher.as_deref_mut() {
-            hasher.update(payload);
+            hasher.update(&*payload);
         }
     }
     frame_bytes * count
@@ -392,14 +405,23 @@ mod tests {
     fn frames_are_stamped() {
         let pattern = pattern(10);
         let mut out = vec![0u8; 3 * 18];
+        assert_eq!(layout_frames(&mut out, &pattern, 3), 54);
         let mut hasher = Sha256::new();
-        assert_eq!(fill_frames(&mut out, &pattern, 5, 3, Some(&mut hasher)), 54);
+        assert_eq!(stamp_frames(&mut out, 10, 5, 2, Some(&mut hasher)), 36);
         for i in 0..3 {
             let f = &out[i * 18..(i + 1) * 18];
             assert_eq!(Header::decode(f[..8].try_into().unwrap()).unwrap().len, 10);
-            assert_eq!(f[8..16], (5 + i as u64).to_le_bytes());
+            if i < 2 {
+                assert_eq!(f[8..16], (5 + i as u64).to_le_bytes());
+            } else {
+                assert_eq!(f[8..16], pattern[..8], "not stamped");
+            }
             assert_eq!(f[16..], pattern[8..]);
         }
+        let mut expect = Sha256::new();
+        expect.update(&out[8..18]);
+        expect.update(&out[26..36]);
+        assert_eq!(finish(hasher), finish(expect));
         let mut short = [0u8; 3];
         stamp(&mut short, 0x030201);
         assert_eq!(short, [1, 2, 3]);

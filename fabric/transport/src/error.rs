@@ -19,13 +19,14 @@ pub enum TransportError {
         /// Why, in one line.
         reason: String,
     },
-    /// A system call or a completion failed.
-    #[error("{context}: {source}")]
+    /// A system call or a completion failed. (The OS error is part of the message rather than
+    /// a `source()`, so that `{:#}` chains do not print it twice.)
+    #[error("{context}: {error}")]
     Io {
         /// What was being done, e.g. `io_uring recv from 127.0.0.1:4100`.
         context: String,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The peer sent something the protocol does not allow, or closed early.
     #[error("protocol: {0}")]
@@ -46,7 +47,7 @@ impl TransportError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> TransportError {
         TransportError::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 

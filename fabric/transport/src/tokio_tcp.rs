@@ -20,8 +20,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::client::{
-    check_ack, echo_mismatch, fill_frames, finish, pattern, stamp, unexpected, Batching, FileSent,
-    PingConfig, PingReport, StreamConfig, StreamReport, FILE_CHUNK_BYTES, RECV_CHUNK_BYTES,
+    check_ack, echo_mismatch, finish, layout_frames, pattern, stamp, stamp_frames, unexpected,
+    Batching, FileSent, PingConfig, PingReport, StreamConfig, StreamReport, FILE_CHUNK_BYTES,
+    RECV_CHUNK_BYTES,
 };
 use crate::error::TransportError;
 use crate::frame::{
@@ -177,10 +178,18 @@ async fn stream(
     let deadline = start + config.duration_max;
     let mut sent = 0u64;
     if batching.frames_per_write > 1 {
+        // Small messages: coalesced, as a `BufWriter` would, but laid out once and re-stamped.
         let mut batch = vec![0u8; batching.write_bytes_max()];
+        layout_frames(&mut batch, &pattern, batching.frames_per_write);
         while sent < config.messages_max {
             let count = (config.messages_max - sent).min(batching.frames_per_write as u64);
-            let n = fill_frames(&mut batch, &pattern, sent, count as usize, hasher.as_mut());
+            let n = stamp_frames(
+                &mut batch,
+                config.message_bytes,
+                sent,
+                count as usize,
+                hasher.as_mut(),
+            );
             stream
                 .write_all(&batch[..n])
                 .await
@@ -191,6 +200,7 @@ async fn stream(
             }
         }
     } else {
+        // A large message: header and payload in one vectored write, no copy.
         let header = Header::new(Kind::Data, config.message_bytes).encode();
         let mut payload = pattern;
         while sent < config.messages_max {

@@ -29,8 +29,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use sha2::{Digest, Sha256};
 
 use crate::client::{
-    check_ack, echo_mismatch, fill_frames, finish, pattern, stamp, unexpected, Batching, FileSent,
-    PingConfig, PingReport, StreamConfig, StreamReport, FILE_CHUNK_BYTES, RECV_CHUNK_BYTES,
+    check_ack, echo_mismatch, finish, layout_frames, pattern, stamp, stamp_frames, unexpected,
+    Batching, FileSent, PingConfig, PingReport, StreamConfig, StreamReport, FILE_CHUNK_BYTES,
+    RECV_CHUNK_BYTES,
 };
 use crate::error::TransportError;
 use crate::frame::{
@@ -39,7 +40,7 @@ use crate::frame::{
 };
 use crate::server::{FileSink, ServeConfig};
 use crate::session::{error_frame, ServerSession, Step};
-use crate::{socket, Config, TransportKind};
+use crate::{socket, Config, TransportKind, ZeroCopy};
 
 /// Submission queue entries per ring (a few operations are ever in flight).
 const RING_ENTRIES: u32 = 64;
@@ -52,7 +53,9 @@ const SLOT_FILE: u32 = 1;
 /// Bytes of the buffer for control frames.
 const CONTROL_BUF_BYTES: usize = HEADER_BYTES + CONTROL_BYTES_MAX;
 /// Operations submitted together at most.
-const OPS_MAX: usize = 4;
+const OPS_MAX: usize = 8;
+/// A stream submits linked writes of up to this many bytes in all per `io_uring_enter`.
+const CHAIN_BYTES: usize = 1 << 20;
 /// A wait with nothing completing for this long fails the operation.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Alignment of registered buffers (a page).
@@ -142,6 +145,12 @@ struct Op {
     notifs: u32,
     /// The peer closed, or the file ended, before `len` bytes.
     eof: bool,
+    /// An entry for it is in the kernel (its completion has not arrived).
+    in_flight: bool,
+    /// The rest must be submitted again (a short transfer, a cancelled link, `EAGAIN`).
+    resubmit: bool,
+    /// Wait for readiness before the resubmission (it failed with `EAGAIN`).
+    poll_first: bool,
 }
 
 impl Op {
@@ -156,6 +165,9 @@ impl Op {
             io_done: len == 0,
             notifs: 0,
             eof: false,
+            in_flight: false,
+            resubmit: false,
+            poll_first: false,
         }
     }
 
@@ -173,23 +185,22 @@ impl Op {
     }
 }
 
-/// Zero-copy send state of a ring.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum ZeroCopy {
-    /// Frames of at least this many bytes use `SendZc`.
-    From(usize),
-    /// Never (configured off, or refused by the kernel).
-    Off,
-}
-
 /// A ring, its registered buffers and its fixed-file table; used by one thread.
 struct Ring {
     ring: IoUring,
     bufs: Vec<AlignedBuf>,
+    /// The configured policy.
     zero_copy: ZeroCopy,
+    /// For the current connection: frames of at least this many bytes use `SendZc`.
+    zero_copy_from: Option<usize>,
+    /// The kernel refused `SendZc` once: never again on this ring.
+    zero_copy_refused: bool,
     /// Zero-copy notifications that said the kernel copied after all (e.g. on loopback).
     zc_copied: u64,
     zc_sent: u64,
+    /// Short transfers resubmitted, and linked entries cancelled behind one and requeued.
+    short_transfers: u64,
+    relinked: u64,
     notes: Vec<String>,
     spin: Duration,
     generation: u64,
@@ -204,12 +215,12 @@ impl Ring {
             kind: TransportKind::IoUring,
             reason: format!("cannot set up a ring: {e}"),
         };
-        // DEFER_TASKRUN runs completion work only when this thread waits, with no interrupts;
-        // busy polling needs the opposite (completions posted while this thread spins).
+        // DEFER_TASKRUN runs completion work only when this thread asks (entering the kernel),
+        // never through an interrupt; TASKRUN_FLAG tells a spinning thread when to ask.
         let mut builder = IoUring::builder();
-        builder.setup_single_issuer();
-        if config.busy_poll_ns == 0 {
-            builder.setup_defer_taskrun();
+        builder.setup_single_issuer().setup_defer_taskrun();
+        if config.busy_poll_ns > 0 {
+            builder.setup_taskrun_flag();
         }
         let ring = match builder.build(RING_ENTRIES) {
             Ok(ring) => ring,
@@ -222,17 +233,16 @@ impl Ring {
         ring.submitter()
             .register_files_sparse(FIXED_FILES)
             .map_err(|e| TransportError::io("io_uring: register fixed files", e))?;
-        let zero_copy = if config.zero_copy_bytes_min == usize::MAX {
-            ZeroCopy::Off
-        } else {
-            ZeroCopy::From(config.zero_copy_bytes_min)
-        };
         Ok(Ring {
             ring,
             bufs: Vec::new(),
-            zero_copy,
+            zero_copy: config.zero_copy,
+            zero_copy_from: None,
+            zero_copy_refused: false,
             zc_copied: 0,
             zc_sent: 0,
+            short_transfers: 0,
+            relinked: 0,
             notes: Vec::new(),
             spin: Duration::from_nanos(config.busy_poll_ns),
             generation: 0,
@@ -340,16 +350,32 @@ impl Ring {
         (self.generation << 40) | (tag << 32) | idx as u64
     }
 
-    fn push_op(&mut self, idx: usize, op: &mut Op) -> Result<(), TransportError> {
+    /// Queues the rest of `op` (index `idx`), with `IO_LINK` when the next entry must wait
+    /// for it to finish.
+    fn push_op(&mut self, idx: usize, op: &mut Op, link: bool) -> Result<(), TransportError> {
         assert!(op.done < op.len);
+        assert!(!op.in_flight, "one entry per operation at a time");
         let remaining = (op.len - op.done).min(u32::MAX as usize);
         // SAFETY: `done < len`, so the pointer stays inside the operation's region.
         let ptr = unsafe { op.ptr.add(op.done) };
         let fd = types::Fixed(op.file);
         let len = remaining as u32;
+        if op.poll_first {
+            // A non-blocking descriptor said EAGAIN: wait for readiness, then retry, in order.
+            let events = match op.kind {
+                OpKind::Send | OpKind::WriteFile { .. } => libc::POLLOUT,
+                _ => libc::POLLIN,
+            };
+            let poll = opcode::PollAdd::new(fd, events as u32)
+                .build()
+                .flags(squeue::Flags::IO_LINK)
+                .user_data(self.user_data(TAG_POLL, idx));
+            self.push(&poll)?;
+            op.poll_first = false;
+        }
         let entry = match op.kind {
-            OpKind::Send => match self.zero_copy {
-                ZeroCopy::From(min) if remaining >= min => {
+            OpKind::Send => match self.zero_copy_from {
+                Some(min) if remaining >= min && !self.zero_copy_refused => {
                     self.zc_sent += 1;
                     opcode::SendZc::new(fd, ptr, len)
                         .buf_index(Some(op.buf))
@@ -371,13 +397,22 @@ impl Ring {
                 .offset(offset + op.done as u64)
                 .build(),
         };
-        let entry = entry.user_data(self.user_data(TAG_OP, idx));
-        self.push(&entry)
+        let mut entry = entry.user_data(self.user_data(TAG_OP, idx));
+        if link {
+            entry = entry.flags(squeue::Flags::IO_LINK);
+        }
+        self.push(&entry)?;
+        op.in_flight = true;
+        op.resubmit = false;
+        Ok(())
     }
 
-    /// Runs the operations to completion, all submitted together, resubmitting short
-    /// transfers. On an error, cancels and drains whatever is still in flight first.
-    fn run(&mut self, ops: &mut [Op], peer: &str) -> Result<(), TransportError> {
+    /// Runs the operations to completion, resubmitting short transfers. Independent
+    /// operations (`Chain::No`) go in one submission and run at once. A chain (`Chain::Yes`,
+    /// sends on one socket) is linked, so the kernel starts each only after the one before
+    /// completes, and the byte stream stays in order: several writes, one `io_uring_enter`.
+    /// On an error, whatever is still in flight is cancelled and drained first.
+    fn run(&mut self, ops: &mut [Op], peer: &str, chain: Chain) -> Result<(), TransportError> {
         assert!(ops.len() <= OPS_MAX);
         assert_eq!(
             self.owner,
@@ -385,17 +420,12 @@ impl Ring {
             "a ring is used by its own thread"
         );
         self.generation += 1;
-        let mut result = Ok(());
-        for (idx, op) in ops.iter_mut().enumerate() {
-            if !op.finished() {
-                if let Err(e) = self.push_op(idx, op) {
-                    result = Err(e);
-                    break;
-                }
-            }
+        for op in ops.iter_mut() {
+            op.resubmit = !op.finished();
         }
+        let mut result = self.resubmit(ops, chain);
         if result.is_ok() {
-            result = self.complete(ops, peer);
+            result = self.complete(ops, peer, chain);
         }
         if result.is_err() {
             self.drain(ops);
@@ -403,29 +433,53 @@ impl Ring {
         result
     }
 
-    fn complete(&mut self, ops: &mut [Op], peer: &str) -> Result<(), TransportError> {
-        let deadline_idle = IDLE_TIMEOUT;
-        let small = ops.iter().all(|op| op.len <= 4096);
-        let mut spin_until = (!self.spin.is_zero() && small).then(|| Instant::now() + self.spin);
-        if spin_until.is_some() {
-            self.ring
-                .submit()
-                .map_err(|e| TransportError::io("io_uring submit", e))?;
+    /// Queues every operation marked for resubmission. A chain is requeued only once none of
+    /// it is in flight (after a short write, the rest of the chain comes back cancelled), as
+    /// a new chain in the same order.
+    fn resubmit(&mut self, ops: &mut [Op], chain: Chain) -> Result<(), TransportError> {
+        if chain == Chain::Yes && ops.iter().any(|op| op.in_flight) {
+            return Ok(());
         }
+        let marked: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].resubmit).collect();
+        for (n, &idx) in marked.iter().enumerate() {
+            let link = chain == Chain::Yes && n + 1 < marked.len();
+            self.push_op(idx, &mut ops[idx], link)?;
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, ops: &mut [Op], peer: &str, chain: Chain) -> Result<(), TransportError> {
+        // Busy polling: the kernel queues completion work for this thread and raises
+        // IORING_SQ_TASKRUN (no interrupt, no wake-up); we run it with a non-blocking enter.
+        // Only after `spin` without progress do we sleep in the kernel.
+        let mut spin_from = (!self.spin.is_zero()).then(Instant::now);
         while !ops.iter().all(Op::finished) {
-            match spin_until {
-                Some(until) if Instant::now() < until => {
+            match spin_from {
+                Some(from) => {
+                    let ready = !self.ring.completion().is_empty();
+                    let queued = !self.ring.submission().is_empty();
+                    if !ready && (queued || self.ring.submission().taskrun()) {
+                        self.ring
+                            .submit()
+                            .map_err(|e| TransportError::io("io_uring submit", e))?;
+                    }
                     if self.ring.completion().is_empty() {
-                        std::hint::spin_loop();
+                        if from.elapsed() >= self.spin {
+                            spin_from = None;
+                        } else {
+                            // Let any other runnable thread on this CPU (the peer, say) go
+                            // first: spinning must never starve the work it waits for.
+                            // SAFETY: no preconditions.
+                            unsafe { libc::sched_yield() };
+                        }
                         continue;
                     }
+                    spin_from = Some(Instant::now());
                 }
-                _ => {
-                    spin_until = None;
-                    self.wait(1, deadline_idle, peer)?;
-                }
+                None => self.wait(1, IDLE_TIMEOUT, peer)?,
             }
             self.reap(ops, peer)?;
+            self.resubmit(ops, chain)?;
         }
         Ok(())
     }
@@ -512,6 +566,7 @@ impl Ring {
         if cqueue::more(flags) {
             op.notifs += 1;
         }
+        op.in_flight = false;
         let verb = op.verb();
         let context = || format!("io_uring {verb} {peer}");
         match res {
@@ -536,36 +591,39 @@ impl Ring {
                 };
                 if complete {
                     op.io_done = true;
-                    Ok(())
                 } else {
-                    // A short read or write: ask for the rest.
-                    self.push_op(idx, op)
+                    op.resubmit = true; // A short read or write: ask for the rest.
+                    self.short_transfers += 1;
                 }
+                Ok(())
+            }
+            // Linked after an operation that came up short: it never ran; run it again.
+            e if e == -libc::ECANCELED && !op.io_done => {
+                op.resubmit = true;
+                self.relinked += 1;
+                Ok(())
             }
             e if e == -libc::EAGAIN => {
-                // A non-blocking descriptor: wait for readiness, then try again, in order.
-                let events = match op.kind {
-                    OpKind::Send | OpKind::WriteFile { .. } => libc::POLLOUT,
-                    _ => libc::POLLIN,
-                };
-                let poll = opcode::PollAdd::new(types::Fixed(op.file), events as u32)
-                    .build()
-                    .flags(squeue::Flags::IO_LINK)
-                    .user_data(self.user_data(TAG_POLL, idx));
-                self.push(&poll)?;
-                self.push_op(idx, op)
+                op.resubmit = true;
+                op.poll_first = true;
+                Ok(())
             }
-            e if e == -libc::EINTR => self.push_op(idx, op),
+            e if e == -libc::EINTR => {
+                op.resubmit = true;
+                Ok(())
+            }
             e if (e == -libc::EOPNOTSUPP || e == -libc::EINVAL)
                 && op.kind == OpKind::Send
-                && matches!(self.zero_copy, ZeroCopy::From(_)) =>
+                && self.zero_copy_from.is_some()
+                && !self.zero_copy_refused =>
             {
-                self.zero_copy = ZeroCopy::Off;
+                self.zero_copy_refused = true;
                 self.note(format!(
                     "io_uring: the kernel refused SendZc ({}), using plain sends",
                     io::Error::from_raw_os_error(-e)
                 ));
-                self.push_op(idx, op)
+                op.resubmit = true;
+                Ok(())
             }
             e => {
                 op.io_done = true;
@@ -577,7 +635,13 @@ impl Ring {
     /// After an error: cancel what is in flight and wait until it has all completed, so no
     /// operation outlives this call. If that takes too long, the buffers are never freed.
     fn drain(&mut self, ops: &mut [Op]) {
-        let outstanding: Vec<usize> = (0..ops.len()).filter(|&i| !ops[i].finished()).collect();
+        for op in ops.iter_mut() {
+            op.resubmit = false;
+            if !op.in_flight {
+                op.io_done = true; // Never to be submitted again.
+            }
+        }
+        let outstanding: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].in_flight).collect();
         for &idx in &outstanding {
             let cancel = opcode::AsyncCancel::new(self.user_data(TAG_OP, idx))
                 .build()
@@ -599,7 +663,7 @@ impl Ring {
                 .completion()
                 .map(|c| (c.user_data(), c.result(), c.flags()))
                 .collect();
-            for (user_data, res, flags) in cqes {
+            for (user_data, _res, flags) in cqes {
                 if user_data >> 40 != self.generation || (user_data >> 32) & 0xff != TAG_OP {
                     continue;
                 }
@@ -614,11 +678,20 @@ impl Ring {
                     op.notifs += 1;
                 }
                 // Any final result (bytes, an error, ECANCELED) ends the operation now.
-                let _ = res;
+                op.in_flight = false;
                 op.io_done = true;
             }
         }
     }
+}
+
+/// Whether a run's operations are a chain that must run in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chain {
+    /// Independent operations, all at once.
+    No,
+    /// Sends on one socket, each after the one before.
+    Yes,
 }
 
 impl Drop for Ring {
@@ -641,6 +714,10 @@ impl Conn {
         socket::set_blocking(stream.as_raw_fd())
             .map_err(|e| TransportError::io(format!("io_uring socket to {peer}"), e))?;
         ring.set_file(SLOT_SOCKET, stream.as_raw_fd())?;
+        ring.zero_copy_from = stream
+            .peer_addr()
+            .ok()
+            .and_then(|a| ring.zero_copy.bytes_min_for(a.ip()));
         Ok(Conn { stream, peer })
     }
 
@@ -706,9 +783,9 @@ impl Client {
         config: &StreamConfig,
     ) -> Result<StreamReport, TransportError> {
         let batching = Batching::new(config.message_bytes, self.config.batch_bytes);
-        let write_max = batching.write_bytes_max();
+        let slab = batching.write_bytes_max() * chain_writes(batching);
         let transport = self.config;
-        let ring = self.ring([write_max, write_max, 0])?;
+        let ring = self.ring([slab, 0, 0])?;
         let conn = connect(ring, to, &transport)?;
         let result = stream_on(ring, &conn, config, batching);
         conn.close(ring);
@@ -765,7 +842,7 @@ fn send_control(ring: &mut Ring, conn: &Conn, bytes: &[u8]) -> Result<(), Transp
         ptr,
         bytes.len(),
     )];
-    ring.run(&mut ops, &conn.peer)
+    ring.run(&mut ops, &conn.peer, Chain::No)
 }
 
 /// Receives exactly `len` bytes into the control buffer; `Ok(false)` if the peer closed first.
@@ -785,7 +862,7 @@ fn recv_control_exact(
         ptr,
         len,
     )];
-    ring.run(&mut ops, &conn.peer)?;
+    ring.run(&mut ops, &conn.peer, Chain::No)?;
     Ok(!ops[0].eof)
 }
 
@@ -820,6 +897,11 @@ fn read_control(
     ))
 }
 
+/// Writes per submission when streaming: up to [`CHAIN_BYTES`] in all.
+fn chain_writes(batching: Batching) -> usize {
+    (CHAIN_BYTES / batching.write_bytes_max()).clamp(1, OPS_MAX)
+}
+
 fn stream_on(
     ring: &mut Ring,
     conn: &Conn,
@@ -838,30 +920,45 @@ fn stream_on(
     let start = Instant::now();
     let deadline = start + config.duration_max;
     let mut sent = 0u64;
-    let mut writes = 0usize;
+    // The writes are the tokio baseline's (small messages coalesced up to `batch_bytes`, a
+    // large one alone), laid out once and re-stamped; but several go per `io_uring_enter`, as
+    // a linked chain. `run` returns only when the kernel is done with the buffer (zero-copy
+    // notifications included), so it can be re-stamped at once.
+    let write_bytes = batching.write_bytes_max();
+    let writes = chain_writes(batching);
+    let fpw = batching.frames_per_write;
+    layout_frames(
+        ring.buf_mut(BUF_SEND_0, write_bytes * writes),
+        &pattern,
+        fpw * writes,
+    );
+    let mut ops = Vec::with_capacity(writes);
     while sent < config.messages_max {
-        // Alternate buffers, so a zero-copy send's pages are not rewritten before the kernel
-        // is done with them (`run` waits for its notification anyway).
-        let buf = if writes % 2 == 0 {
-            BUF_SEND_0
-        } else {
-            BUF_SEND_1
-        };
-        writes += 1;
-        let count = (config.messages_max - sent).min(batching.frames_per_write as u64) as usize;
-        let len = batching.frame_bytes * count;
-        let out = ring.buf_mut(buf, len);
-        let n = fill_frames(out, &pattern, sent, count, hasher.as_mut());
-        assert_eq!(n, len);
-        let mut ops = [Op::new(
-            OpKind::Send,
-            SLOT_SOCKET,
-            buf as u16,
-            ring.buf_ptr(buf),
-            len,
-        )];
-        ring.run(&mut ops, &conn.peer)?;
-        sent += count as u64;
+        ops.clear();
+        let mut stamped = 0u64;
+        for w in 0..writes {
+            let left = config.messages_max - sent - stamped;
+            if left == 0 {
+                break;
+            }
+            let count = left.min(fpw as u64) as usize;
+            let offset = w * write_bytes;
+            let out = &mut ring.buf_mut(BUF_SEND_0, write_bytes * writes)[offset..];
+            let first = sent + stamped;
+            let len = stamp_frames(out, config.message_bytes, first, count, hasher.as_mut());
+            // SAFETY: `offset + len` is inside the buffer sized above.
+            let ptr = unsafe { ring.buf_ptr(BUF_SEND_0).add(offset) };
+            ops.push(Op::new(
+                OpKind::Send,
+                SLOT_SOCKET,
+                BUF_SEND_0 as u16,
+                ptr,
+                len,
+            ));
+            stamped += count as u64;
+        }
+        ring.run(&mut ops, &conn.peer, Chain::Yes)?;
+        sent += stamped;
         if Instant::now() >= deadline {
             break;
         }
@@ -920,7 +1017,7 @@ fn ping_on(
                 frame_bytes,
             ),
         ];
-        ring.run(&mut ops, &conn.peer)?;
+        ring.run(&mut ops, &conn.peer, Chain::No)?;
         let end = Instant::now();
         let sent = ring.buf(BUF_SEND_0, 0, frame_bytes);
         let back = ring.buf(BUF_RECV, 0, ops[1].done);
@@ -990,7 +1087,7 @@ fn send_file_on(
     let mut buf = BUF_SEND_0;
     if size > 0 {
         let mut ops = [read_op(ring, buf, 0)];
-        ring.run(&mut ops, &conn.peer)?;
+        ring.run(&mut ops, &conn.peer, Chain::No)?;
         if ops[0].eof {
             return Err(short());
         }
@@ -1015,12 +1112,12 @@ fn send_file_on(
         );
         if next < size {
             let mut ops = [send, read_op(ring, other, next)];
-            ring.run(&mut ops, &conn.peer)?;
+            ring.run(&mut ops, &conn.peer, Chain::No)?;
             if ops[1].eof {
                 return Err(short());
             }
         } else {
-            ring.run(&mut [send], &conn.peer)?;
+            ring.run(&mut [send], &conn.peer, Chain::No)?;
         }
         offset = next;
         buf = other;
@@ -1265,7 +1362,7 @@ fn serve_connection(
                 ring.buf_ptr(CONN_BUF_RECV),
                 RECV_CHUNK_BYTES,
             )];
-            let n = match ring.run(&mut ops, &conn.peer) {
+            let n = match ring.run(&mut ops, &conn.peer, Chain::No) {
                 Ok(()) => ops[0].done,
                 Err(_) => 0, // Reset or shut down: the session ends as at end of stream.
             };
@@ -1306,7 +1403,7 @@ fn serve_connection(
                             ptr,
                             bytes.len(),
                         )];
-                        match ring.run(&mut ops, "the received file") {
+                        match ring.run(&mut ops, "the received file", Chain::No) {
                             Ok(()) => file_offset += bytes.len() as u64,
                             Err(e) => session.handle_write_failed(&e.to_string()),
                         }
@@ -1340,7 +1437,7 @@ fn serve_connection(
                             ptr,
                             input.len(),
                         )];
-                        ring.run(&mut ops, &conn.peer)?;
+                        ring.run(&mut ops, &conn.peer, Chain::No)?;
                     }
                     Err(frame) => server_send_control(&mut ring, &conn, &frame)?,
                 }
@@ -1364,7 +1461,7 @@ fn server_send_control(ring: &mut Ring, conn: &Conn, bytes: &[u8]) -> Result<(),
         ring.buf_ptr(CONN_BUF_CONTROL),
         bytes.len(),
     )];
-    ring.run(&mut ops, &conn.peer)
+    ring.run(&mut ops, &conn.peer, Chain::No)
 }
 
 #[cfg(test)]
@@ -1399,7 +1496,7 @@ mod tests {
             ring.buf_ptr(0),
             len,
         )];
-        ring.run(&mut ops, "test").unwrap();
+        ring.run(&mut ops, "test", Chain::No).unwrap();
         assert_eq!(ops[0].done, len);
         assert!(!ops[0].eof);
         let got = ring.buf(0, 0, len);
@@ -1413,9 +1510,39 @@ mod tests {
             ring.buf_ptr(0),
             8,
         )];
-        ring.run(&mut ops, "test").unwrap();
+        ring.run(&mut ops, "test", Chain::No).unwrap();
         assert!(ops[0].eof);
         conn.close(&mut ring);
+    }
+
+    #[test]
+    fn chains_survive_short_writes() {
+        // 4 KiB socket buffers: the first write of each chain comes up short, the linked ones
+        // behind it come back cancelled and are requeued after the rest of it.
+        let config = Config {
+            socket_buffer_bytes: 4096,
+            busy_poll_ns: 0,
+            ..Config::default()
+        };
+        let server = crate::Server::start(
+            TransportKind::Tokio,
+            "127.0.0.1:0".parse().unwrap(),
+            &config,
+            crate::ServeConfig::default(),
+        )
+        .unwrap();
+        let mut client = Client::new(&config).unwrap();
+        let stream = StreamConfig {
+            message_bytes: 64 << 10,
+            messages_max: 200,
+            duration_max: Duration::from_secs(20),
+            digest: true,
+        };
+        client.stream(server.local_addr(), &stream).unwrap();
+        let ring = client.ring.as_ref().unwrap();
+        assert!(chain_writes(Batching::new(64 << 10, config.batch_bytes)) > 1);
+        assert!(ring.short_transfers > 0);
+        assert!(ring.relinked > 0);
     }
 
     #[test]
@@ -1452,7 +1579,7 @@ mod tests {
                 ring.buf_ptr(0),
                 1 << 20,
             )];
-            if let Err(e) = ring.run(&mut ops, &conn.peer) {
+            if let Err(e) = ring.run(&mut ops, &conn.peer, Chain::No) {
                 last = Some(e.to_string());
                 break;
             }

@@ -417,3 +417,88 @@ fn bad_sources_are_errors_not_panics() {
     assert!(!err.to_string().contains('\n'));
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn zero_copy_sends_arrive_intact() {
+    // Forced on loopback (where the kernel copies anyway), so the SendZc path, its
+    // notifications and its fixed buffers are exercised; the data must arrive unchanged.
+    let config = Config {
+        zero_copy: sovra_transport::ZeroCopy::Always { bytes_min: 4096 },
+        ..Config::default()
+    };
+    let server = Server::start(
+        TransportKind::IoUring,
+        LOOPBACK.parse().unwrap(),
+        &config,
+        ServeConfig::default(),
+    )
+    .unwrap();
+    let mut client = Client::new(TransportKind::IoUring, &config).unwrap();
+    for size in [4096, (64 << 10) + 1, 16 << 20] {
+        let stream = StreamConfig {
+            message_bytes: size,
+            messages_max: 8,
+            duration_max: Duration::from_secs(20),
+            digest: true,
+        };
+        client.stream(server.local_addr(), &stream).unwrap();
+        let ping = PingConfig {
+            message_bytes: size,
+            round_trips_max: 3,
+            duration_max: Duration::from_secs(20),
+            verify: true,
+        };
+        client.ping(server.local_addr(), &ping).unwrap();
+    }
+    let notes = client.notes();
+    // Either the kernel took SendZc (and reported copying on loopback) or refused it, and
+    // either way the client says so.
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("zero-copy") || n.contains("SendZc")),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn tiny_socket_buffers_force_short_writes_and_stay_in_order() {
+    // With 4 KiB socket buffers every write comes up short: io_uring resubmits the rest, and
+    // a chain of linked writes comes back cancelled after the short one and is requeued in
+    // order. The sink's SHA-256 must still match, on every backend, spinning or not.
+    let seed = Seed::get();
+    for busy_poll_ns in [0, 200_000] {
+        let config = Config {
+            socket_buffer_bytes: 4096,
+            busy_poll_ns,
+            ..Config::default()
+        };
+        for kind in kinds() {
+            let server = Server::start(
+                kind,
+                LOOPBACK.parse().unwrap(),
+                &config,
+                ServeConfig::default(),
+            )
+            .unwrap();
+            let mut client = Client::new(kind, &config).unwrap();
+            for size in [1000 + (seed.0 % 100) as usize, 64 << 10, 1 << 20] {
+                let stream = StreamConfig {
+                    message_bytes: size,
+                    messages_max: 40,
+                    duration_max: Duration::from_secs(20),
+                    digest: true,
+                };
+                let report = client.stream(server.local_addr(), &stream).unwrap();
+                assert_eq!(report.messages, 40, "{kind} {size}");
+                let ping = PingConfig {
+                    message_bytes: size,
+                    round_trips_max: 5,
+                    duration_max: Duration::from_secs(20),
+                    verify: true,
+                };
+                client.ping(server.local_addr(), &ping).unwrap();
+            }
+        }
+    }
+}

@@ -16,8 +16,8 @@ use ibverbs::{ibv_qp_type, ibv_wc, CompletionQueue, MemoryRegion, QueuePair, Que
 use sha2::{Digest, Sha256};
 
 use crate::client::{
-    check_ack, echo_mismatch, fill_frames, finish, pattern, stamp, unexpected, Batching, FileSent,
-    PingConfig, PingReport, StreamConfig, StreamReport, FILE_CHUNK_BYTES,
+    check_ack, echo_mismatch, finish, layout_frames, pattern, stamp, stamp_frames, unexpected,
+    Batching, FileSent, PingConfig, PingReport, StreamConfig, StreamReport, FILE_CHUNK_BYTES,
 };
 use crate::error::TransportError;
 use crate::frame::{
@@ -317,12 +317,19 @@ impl Client {
             let pattern = pattern(config.message_bytes);
             let mut hasher = config.digest.then(Sha256::new);
             let mut batch = vec![0u8; batching.write_bytes_max()];
+            layout_frames(&mut batch, &pattern, batching.frames_per_write);
             let start = Instant::now();
             let deadline = start + config.duration_max;
             let mut sent = 0u64;
             while sent < config.messages_max {
                 let count = (config.messages_max - sent).min(batching.frames_per_write as u64);
-                let n = fill_frames(&mut batch, &pattern, sent, count as usize, hasher.as_mut());
+                let n = stamp_frames(
+                    &mut batch,
+                    config.message_bytes,
+                    sent,
+                    count as usize,
+                    hasher.as_mut(),
+                );
                 pipe.send(&batch[..n])?;
                 sent += count;
                 if Instant::now() >= deadline {
