@@ -1,8 +1,8 @@
 //! `sovra-bench transfer`: the data mover's transports side by side on loopback.
 //!
-//! For each message size, each round runs every transport in turn (the order alternates from
-//! round to round, so neither always goes first after the other warmed the caches or the
-//! machine got busier): a one-way stream (throughput, bounded in bytes and time) and a
+//! Each round visits every message size, and at each size runs every transport in turn (the
+//! order alternates, so neither always goes first after the other warmed the caches or the
+//! machine got busier, and a burst of other work is spread over all sizes): a one-way stream (throughput, bounded in bytes and time) and a
 //! ping-pong (round-trip times into an HDR histogram). A transport's throughput is all its
 //! bytes over all its time at that size; its RTT percentiles come from all its round trips.
 //! Every transport has one server (on its own threads) and one client (on this thread) for the
@@ -52,12 +52,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The full run: 5 rounds of 200 ms phases per size and transport.
+    /// The full run: 10 rounds of 100 ms phases per size and transport (about 40 s).
     pub fn full() -> Settings {
         Settings {
             sizes: SIZES.to_vec(),
-            rounds: 5,
-            phase: Duration::from_millis(200),
+            rounds: 10,
+            phase: Duration::from_millis(100),
             stream_bytes_max: 4 << 30,
             round_trips_max: 100_000,
             transports: TransportKind::ALL.to_vec(),
@@ -142,8 +142,8 @@ impl Contender {
     }
 }
 
-/// Runs the benchmark; each result line goes to `out` as soon as its size is done (JSON, or a
-/// table row), progress and notes to stderr.
+/// Runs the benchmark; the result lines go to `out` at the end (JSON, or a table), progress
+/// and notes to stderr.
 pub fn run(settings: &Settings, json: bool, out: &mut impl Write) -> anyhow::Result<Vec<Row>> {
     anyhow::ensure!(settings.rounds >= 1, "at least one round");
     let mut contenders = Vec::new();
@@ -176,45 +176,51 @@ pub fn run(settings: &Settings, json: bool, out: &mut impl Write) -> anyhow::Res
             "transport", "size", "Gbit/s", "p50 us", "p99 us"
         )?;
     }
-    let mut rows = Vec::new();
+    // Rows by size, then by contender.
+    let mut rows: Vec<Row> = Vec::with_capacity(settings.sizes.len() * contenders.len());
     for &size in &settings.sizes {
-        let mut size_rows: Vec<Row> = contenders
-            .iter()
-            .map(|c| Row {
+        for c in &contenders {
+            rows.push(Row {
                 kind: c.kind,
                 size_bytes: size,
                 bytes: 0,
                 elapsed: Duration::ZERO,
                 rtt_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram"),
-            })
-            .collect();
-        for round in 0..settings.rounds {
+            });
+        }
+    }
+    // Every round visits every size, and at each size every transport, back to back in an
+    // order that alternates: a burst of other work on the machine lands on both transports of
+    // a size alike, and is spread over all sizes instead of spoiling the last few.
+    for round in 0..settings.rounds {
+        for (size_idx, _) in settings.sizes.iter().enumerate() {
             let mut order: Vec<usize> = (0..contenders.len()).collect();
-            if round % 2 == 1 {
+            if (round as usize + size_idx) % 2 == 1 {
                 order.reverse();
             }
             for idx in order {
-                measure(&mut contenders[idx], &mut size_rows[idx], settings)?;
+                let row = &mut rows[size_idx * contenders.len() + idx];
+                measure(&mut contenders[idx], row, settings)?;
             }
         }
-        for row in &size_rows {
-            if json {
-                writeln!(out, "{}", row.json())?;
-            } else {
-                writeln!(
-                    out,
-                    "{:<9} {:>10} {:>11.3} {:>11.3} {:>11.3}",
-                    row.kind.name(),
-                    size,
-                    row.gbit_per_s(),
-                    row.rtt_us(0.5),
-                    row.rtt_us(0.99)
-                )?;
-            }
-        }
-        out.flush()?;
-        rows.extend(size_rows);
+        progress_round(round + 1, settings.rounds);
     }
+    for row in &rows {
+        if json {
+            writeln!(out, "{}", row.json())?;
+        } else {
+            writeln!(
+                out,
+                "{:<9} {:>10} {:>11.3} {:>11.3} {:>11.3}",
+                row.kind.name(),
+                row.size_bytes,
+                row.gbit_per_s(),
+                row.rtt_us(0.5),
+                row.rtt_us(0.99)
+            )?;
+        }
+    }
+    out.flush()?;
     for c in &contenders {
         for note in c.client.notes() {
             eprintln!("sovra-bench: transfer: {note}");
@@ -260,11 +266,16 @@ fn measure(c: &mut Contender, row: &mut Row, settings: &Settings) -> anyhow::Res
     Ok(())
 }
 
-/// Progress on stderr (the harness has no log subscriber).
+/// Progress on stderr (the harness has no log subscriber), with `SOVRA_BENCH_VERBOSE` set.
 fn progress(kind: TransportKind, size: usize, took: Duration) {
     if std::env::var_os("SOVRA_BENCH_VERBOSE").is_some() {
         eprintln!("sovra-bench: transfer: {kind} {size} B ping phase {took:?}");
     }
+}
+
+/// Rounds done, on stderr.
+fn progress_round(done: u32, of: u32) {
+    eprintln!("sovra-bench: transfer: round {done} of {of} done");
 }
 
 /// io_uring against tokio, per size: the throughput ratio and the p99 RTT ratio.

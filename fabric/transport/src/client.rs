@@ -397,6 +397,7 @@ mod tests {
             }
         );
         assert_eq!(Batching::new(64 << 10, 256 << 10).frames_per_write, 3);
+        assert_eq!(Batching::new(64 << 10, 1 << 20).frames_per_write, 15);
         assert_eq!(Batching::new(1 << 20, 256 << 10).frames_per_write, 1);
         assert_eq!(Batching::new(0, 16).frames_per_write, 2);
     }

@@ -220,7 +220,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             socket_buffer_bytes: 4 << 20,
-            batch_bytes: 256 << 10,
+            batch_bytes: 1 << 20,
             zero_copy: ZeroCopy::Remote {
                 bytes_min: 64 << 10,
             },

@@ -1521,6 +1521,7 @@ mod tests {
         // behind it come back cancelled and are requeued after the rest of it.
         let config = Config {
             socket_buffer_bytes: 4096,
+            batch_bytes: 256 << 10,
             busy_poll_ns: 0,
             ..Config::default()
         };
