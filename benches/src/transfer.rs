@@ -246,6 +246,13 @@ fn measure(c: &mut Contender, row: &mut Row, settings: &Settings) -> anyhow::Res
         .with_context(|| format!("{} stream of {size}-byte messages", c.kind))?;
     row.bytes += report.payload_bytes;
     row.elapsed += report.elapsed;
+    if std::env::var_os("SOVRA_BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "sovra-bench: transfer: {} {size} B stream {:.2} Gbit/s",
+            c.kind,
+            report.gbit_per_s()
+        );
+    }
     let ping = PingConfig {
         message_bytes: size,
         round_trips_max: settings.round_trips_max,
