@@ -2,9 +2,10 @@
 //!
 //! Each round visits every message size, and at each size runs every transport in turn (the
 //! order alternates, so neither always goes first after the other warmed the caches or the
-//! machine got busier, and a burst of other work is spread over all sizes): a one-way stream (throughput, bounded in bytes and time) and a
-//! ping-pong (round-trip times into an HDR histogram). A transport's throughput is all its
-//! bytes over all its time at that size; its RTT percentiles come from all its round trips.
+//! machine got busier, and a burst of other work is spread over all sizes): a one-way stream
+//! (throughput, bounded in bytes and time) and a ping-pong (round-trip times into an HDR
+//! histogram). A transport's throughput is all its bytes over all its time at that size; its
+//! RTT percentiles come from all its round trips.
 //! Every transport has one server (on its own threads) and one client (on this thread) for the
 //! whole run. The RDMA transport runs only when built in and a device exists; otherwise one
 //! line says why it was skipped.

@@ -3,7 +3,8 @@
 //! One framed protocol ([`frame`]) runs over three backends, chosen at run time
 //! ([`TransportKind`], [`resolve`]):
 //! - `io_uring`: a ring per thread with registered buffers, registered (fixed) sockets and
-//!   files, batched submission, multishot accept, and zero-copy send above a threshold;
+//!   files, batched and linked submission, multishot accept, busy polling of completions, and
+//!   zero-copy send above a threshold to remote peers;
 //! - `tokio`: a plain tokio TCP baseline, tuned the same way (`TCP_NODELAY`, the same socket
 //!   buffer sizes and batching of small messages);
 //! - `rdma`: RC queue pairs over registered memory with the `ibverbs` crate, behind the `rdma`

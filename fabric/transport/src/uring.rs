@@ -6,10 +6,13 @@
 //! sockets and files are registered in a sparse fixed-file table (`types::Fixed`), so the
 //! kernel neither pins pages nor looks up descriptors per operation. Operations that can run
 //! together are submitted together in one `io_uring_enter` (a ping's send and its receive; a
-//! file chunk's send and the next chunk's read); one send at a time is in flight per socket, so
-//! the byte stream stays in order. Short reads and writes are resubmitted for the rest,
-//! `EAGAIN` is retried behind a linked poll, and `SendZc` falls back to a plain send (noted in
-//! [`Client::notes`]) when the kernel refuses it.
+//! file chunk's send and the next chunk's read). Writes to one socket are either one at a time
+//! or a linked chain, so the byte stream stays in order. Short reads and writes are
+//! resubmitted for the rest (a chain's cancelled links are requeued in order), `EAGAIN` is
+//! retried behind a linked poll, and `SendZc` falls back to a plain send (noted in
+//! [`Client::notes`]) when the kernel refuses it. Waiting busy-polls for up to
+//! `Config::busy_poll_ns` (with `TASKRUN_FLAG`: no interrupts, no wake-ups, a non-blocking
+//! enter only when the kernel has queued completion work), yielding the CPU meanwhile.
 //!
 //! Servers accept with a multishot `Accept` on their own ring and run each connection on a
 //! thread with its own ring. Stopping writes an eventfd the listener ring waits on, and shuts
