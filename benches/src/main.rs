@@ -4,6 +4,8 @@
 //! inventory; `sovra-bench raft --json` runs three real `sovrad` replicas on loopback and
 //! measures committed placements per second and leader failover (see `benches/README.md`);
 //! `sovra-bench sim --json` times the simulator: its event core, and one OpenB evaluation run.
+//! `sovra-bench transfer --json` compares the data mover's transports on loopback (throughput
+//! and round-trip times per message size, side by side in one run).
 //! With `--json`, stdout carries one JSON object per result and nothing else; progress and
 //! warnings go to stderr. Without it, stdout is a table (`raft`: one field per line).
 //!
@@ -18,6 +20,7 @@ mod raft;
 mod sim;
 mod slurm;
 mod stats;
+mod transfer;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -54,6 +57,8 @@ enum Command {
     E2e(E2eArgs),
     /// Sustained `sbatch` submissions (real processes of the Slurm shim) to 3 replicas.
     Slurm(SlurmArgs),
+    /// The data mover's transports on loopback: throughput and round trips per message size.
+    Transfer(TransferArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +82,56 @@ struct SlurmArgs {
     /// Keep each case's directory (in the temp dir) and say where.
     #[arg(long)]
     keep: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct TransferArgs {
+    /// One JSON object per transport and size on stdout, nothing else.
+    #[arg(long)]
+    json: bool,
+    /// A smoke run of a second or two (1 round, 10 ms phases).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per size; each runs every transport once, in alternating order.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: Option<u32>,
+    /// Milliseconds of one stream or ping-pong phase.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    phase_ms: Option<u64>,
+    /// Message sizes in bytes, comma-separated [default: 64 B to 16 MiB].
+    #[arg(long, value_delimiter = ',', value_parser = parse_message_bytes)]
+    sizes: Vec<usize>,
+    /// Transports, comma-separated [default: tokio,io_uring,rdma].
+    #[arg(long, value_delimiter = ',', value_parser = parse_transport)]
+    transports: Vec<sovra_transport::TransportKind>,
+    /// io_uring: send frames of at least this many bytes with SendZc, loopback included
+    /// [default: only to remote peers, from 64 KiB].
+    #[arg(long)]
+    zero_copy_min: Option<usize>,
+    /// SO_SNDBUF/SO_RCVBUF of every socket, 0 for the kernel's autotuning.
+    #[arg(long)]
+    socket_buffer: Option<usize>,
+    /// Streaming coalesces smaller messages into writes of this many bytes.
+    #[arg(long, value_parser = clap::value_parser!(usize))]
+    batch: Option<usize>,
+    /// io_uring: spin on the completion queue this long for small pings.
+    #[arg(long)]
+    busy_poll_ns: Option<u64>,
+}
+
+fn parse_message_bytes(text: &str) -> Result<usize, String> {
+    let bytes: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if bytes > sovra_transport::frame::DATA_BYTES_MAX {
+        return Err(format!(
+            "{bytes} bytes: at most {}",
+            sovra_transport::frame::DATA_BYTES_MAX
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_transport(text: &str) -> Result<sovra_transport::TransportKind, String> {
+    text.parse()
 }
 
 #[derive(Debug, clap::Args)]
@@ -230,6 +285,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => run_sim(&args),
         Command::E2e(args) => run_e2e(&args),
         Command::Slurm(args) => run_slurm(&args),
+        Command::Transfer(args) => run_transfer(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -278,6 +334,49 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<()> {
             writeln!(stdout, "{:<22} {what}", r["case"].as_str().unwrap_or(""))?;
         }
     }
+    Ok(())
+}
+
+fn run_transfer(args: &TransferArgs) -> anyhow::Result<()> {
+    let mut settings = if args.quick {
+        transfer::Settings::quick()
+    } else {
+        transfer::Settings::full()
+    };
+    if let Some(rounds) = args.rounds {
+        settings.rounds = rounds;
+    }
+    if let Some(ms) = args.phase_ms {
+        settings.phase = Duration::from_millis(ms);
+    }
+    if !args.sizes.is_empty() {
+        settings.sizes = args.sizes.clone();
+    }
+    if !args.transports.is_empty() {
+        settings.transports = args.transports.clone();
+    }
+    if let Some(bytes_min) = args.zero_copy_min {
+        settings.config.zero_copy = sovra_transport::ZeroCopy::Always { bytes_min };
+    }
+    if let Some(bytes) = args.socket_buffer {
+        settings.config.socket_buffer_bytes = bytes;
+    }
+    if let Some(bytes) = args.batch {
+        anyhow::ensure!(bytes > 0, "--batch must be positive");
+        settings.config.batch_bytes = bytes;
+    }
+    if let Some(ns) = args.busy_poll_ns {
+        settings.config.busy_poll_ns = ns;
+    }
+    eprintln!(
+        "sovra-bench: transfer on {}: {} rounds of {:?} phases, {:?}",
+        machine::describe(),
+        settings.rounds,
+        settings.phase,
+        settings.config
+    );
+    let mut stdout = io::stdout().lock();
+    transfer::run(&settings, args.json, &mut stdout)?;
     Ok(())
 }
 
@@ -755,6 +854,8 @@ mod tests {
         };
         assert!(parse(&["sovra-bench", "placement", "--json"]).is_ok());
         assert!(parse(&["sovra-bench", "raft", "--json", "--cases", "failover"]).is_ok());
+        assert!(parse(&["sovra-bench", "transfer", "--json", "--quick"]).is_ok());
+        assert!(parse(&["sovra-bench", "transfer", "--transports", "io_uring,tokio"]).is_ok());
         let bad = [
             vec!["sovra-bench", "placement", "--nodes", "1000"],
             vec!["sovra-bench", "placement", "--occupancy", "0.5,1.5"],
@@ -764,6 +865,9 @@ mod tests {
             vec!["sovra-bench", "raft", "--duration-s", "0"],
             vec!["sovra-bench", "raft", "--clients", "0"],
             vec!["sovra-bench", "raft", "--cases", "submit,elect"],
+            vec!["sovra-bench", "transfer", "--transports", "ucx"],
+            vec!["sovra-bench", "transfer", "--sizes", "16777217"],
+            vec!["sovra-bench", "transfer", "--rounds", "0"],
         ];
         for args in bad {
             // Exit code 2 is bad usage.
