@@ -322,6 +322,9 @@ fn job_json(j: &sovrad::wire::JobInfo) -> serde_json::Value {
         "time_limit_ms": j.time_limit_ms, "submit_ms": j.submit_ms, "start_ms": j.start_ms,
         "end_ms": j.end_ms, "exit_code": j.exit_code, "restarts": j.restarts,
         "members": members, "reason": j.reason,
+        "user": j.control.user, "queue": j.control.queue, "held": j.control.held,
+        "array": j.control.array.map(|(job, index)| serde_json::json!({"job": job, "index": index})),
+        "dependency": j.control.dependency,
     })
 }
 
