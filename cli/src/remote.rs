@@ -323,7 +323,8 @@ fn job_json(j: &sovrad::wire::JobInfo) -> serde_json::Value {
         "end_ms": j.end_ms, "exit_code": j.exit_code, "restarts": j.restarts,
         "members": members, "reason": j.reason,
         "user": j.control.user, "queue": j.control.queue, "held": j.control.held,
-        "array": j.control.array.map(|(job, index)| serde_json::json!({"job": job, "index": index})),
+        "array": j.control.array
+            .map(|(job, index)| serde_json::json!({"job": job, "index": index})),
         "dependency": j.control.dependency,
     })
 }
