@@ -145,7 +145,13 @@ pub enum NodeCommand {
 }
 
 fn client(conn: &Conn) -> Result<ClusterClient, Failure> {
-    let (server, certs, user) = resolve(conn)?;
+    client_of(resolve(conn)?)
+}
+
+/// A client of the resolved settings (server list, certificates directory, user).
+fn client_of(
+    (server, certs, user): (Vec<SocketAddr>, Option<PathBuf>, String),
+) -> Result<ClusterClient, Failure> {
     if server.is_empty() {
         return Err(invalid(anyhow!(
             "no server: pass --server ADDR, set SOVRA_SERVER, or put server = [...] in \
@@ -210,8 +216,9 @@ impl Session {
     /// Connects lazily: the first call goes to the leader remembered from an earlier run, or
     /// finds it.
     pub fn open(conn: &Conn) -> Result<Session, Failure> {
-        let mut client = client(conn)?;
-        let (servers, _, _) = resolve(conn)?;
+        let resolved = resolve(conn)?;
+        let servers = resolved.0.clone();
+        let mut client = client_of(resolved)?;
         let hint = leader_hint_path(&servers).map(|path| {
             let known = std::fs::read_to_string(&path)
                 .ok()

@@ -98,11 +98,7 @@ async fn probe_peer(socket: &tokio::net::UdpSocket, peer: SocketAddr, seq: &mut 
             samples.push(sent.elapsed().as_nanos().max(1) as u64);
         }
     }
-    samples.sort_unstable();
-    samples
-        .get(samples.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(0)
+    sovra_scheduler::core::probe::median_ns(&mut samples)
 }
 
 /// Probes the other sites every `interval`, reporting each round's medians to the leader,

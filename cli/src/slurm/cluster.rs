@@ -113,25 +113,11 @@ pub fn partitions(nodes: &[NodeInfo]) -> Vec<Partition> {
     out
 }
 
-fn job_state(code: &str) -> JobState {
-    match code {
-        "PD" => JobState::Pending,
-        "CF" => JobState::Configuring,
-        "R" => JobState::Running,
-        "CD" => JobState::Completed,
-        "F" => JobState::Failed,
-        "CA" => JobState::Cancelled,
-        "TO" => JobState::Timeout,
-        "NF" => JobState::NodeFail,
-        "OOM" => JobState::OutOfMemory,
-        _ => JobState::Failed,
-    }
-}
-
 /// One job as Slurm shows it.
 pub fn to_job(j: &JobInfo, partitions: &[Partition]) -> Job {
     let c = &j.control;
-    let state = job_state(&j.state);
+    // sovrad's codes are Slurm's compact names (`PD`, `CF`, `R`, `CD`, ..., `OOM`).
+    let state = JobState::from_name(&j.state).unwrap_or(JobState::Failed);
     let mut nodes: Vec<String> = Vec::new();
     if !matches!(state, JobState::Pending) {
         for (node, _, _, _) in &j.members {
@@ -399,22 +385,21 @@ pub fn scancel(args: &[String]) -> Output {
                 )
             })
         };
-        let take = |v: Result<String, Output>| v;
         match a.as_str() {
-            "-u" | "--user" => match take(value("u")) {
+            "-u" | "--user" => match value("u") {
                 Ok(v) => user = Some(v),
                 Err(o) => return o,
             },
             "--me" => user = Some(current_user()),
-            "-n" | "--name" | "--jobname" => match take(value("n")) {
+            "-n" | "--name" | "--jobname" => match value("n") {
                 Ok(v) => name = Some(v),
                 Err(o) => return o,
             },
-            "-p" | "--partition" => match take(value("p")) {
+            "-p" | "--partition" => match value("p") {
                 Ok(v) => partition = Some(v),
                 Err(o) => return o,
             },
-            "-t" | "--state" => match take(value("t")) {
+            "-t" | "--state" => match value("t") {
                 Ok(v) => states = Some(v.to_ascii_uppercase()),
                 Err(o) => return o,
             },
@@ -461,7 +446,7 @@ pub fn scancel(args: &[String]) -> Output {
                 && partition.as_ref().is_none_or(|p| &j.partition == p)
                 && states.as_ref().is_none_or(|s| {
                     s.split(',')
-                        .any(|s| s == j.state.short() || s == j.state.long())
+                        .any(|s| JobState::from_name(s) == Some(j.state))
                 })
                 && (ids.is_empty()
                     || ids

@@ -82,6 +82,32 @@ impl JobState {
         }
     }
 
+    /// Every state, in `job_state_num`'s order.
+    pub const ALL: [JobState; 15] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Suspended,
+        JobState::Completed,
+        JobState::Cancelled,
+        JobState::Failed,
+        JobState::Timeout,
+        JobState::NodeFail,
+        JobState::Preempted,
+        JobState::BootFail,
+        JobState::Deadline,
+        JobState::OutOfMemory,
+        JobState::Completing,
+        JobState::Configuring,
+        JobState::Requeued,
+    ];
+
+    /// The state a long or compact name means (`RUNNING`, `r`), case-insensitive.
+    pub fn from_name(name: &str) -> Option<JobState> {
+        JobState::ALL
+            .into_iter()
+            .find(|s| name.eq_ignore_ascii_case(s.long()) || name.eq_ignore_ascii_case(s.short()))
+    }
+
     /// Whether the job has ended.
     pub fn is_finished(self) -> bool {
         !matches!(

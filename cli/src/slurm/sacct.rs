@@ -1076,29 +1076,8 @@ fn run_sacct(
 
 /// The states `-s` accepts (`sacct/options.c` `_decode_state` over `job_state_num`).
 fn sacct_state(name: &str) -> Option<Option<JobState>> {
-    use JobState::*;
-    let all = [
-        Pending,
-        Running,
-        Suspended,
-        Completed,
-        Cancelled,
-        Failed,
-        Timeout,
-        NodeFail,
-        Preempted,
-        BootFail,
-        Deadline,
-        OutOfMemory,
-        Completing,
-        Configuring,
-        Requeued,
-    ];
-    if let Some(s) = all
-        .iter()
-        .find(|s| name.eq_ignore_ascii_case(s.long()) || name.eq_ignore_ascii_case(s.short()))
-    {
-        return Some(Some(*s));
+    if let Some(s) = JobState::from_name(name) {
+        return Some(Some(s));
     }
     ["RS", "RESIZING", "RV", "REVOKED", "SE", "SPECIAL_EXIT"]
         .iter()

@@ -305,7 +305,6 @@ pub(super) fn split_list(s: &str) -> Vec<String> {
 /// compact, case-insensitive. States the model has are `Some`; the others are accepted
 /// and match no job.
 fn job_state_num(name: &str) -> Option<Option<JobState>> {
-    use JobState::*;
     const OTHER: [(&str, &str); 11] = [
         ("RESIZING", "RS"),
         ("REVOKED", "RV"),
@@ -319,28 +318,8 @@ fn job_state_num(name: &str) -> Option<Option<JobState>> {
         ("POWER_UP_NODE", "PU"),
         ("UPDATE_DB", "UD"),
     ];
-    let all = [
-        Pending,
-        Running,
-        Suspended,
-        Completed,
-        Cancelled,
-        Failed,
-        Timeout,
-        NodeFail,
-        Preempted,
-        BootFail,
-        Deadline,
-        OutOfMemory,
-        Completing,
-        Configuring,
-        Requeued,
-    ];
-    if let Some(s) = all
-        .iter()
-        .find(|s| name.eq_ignore_ascii_case(s.long()) || name.eq_ignore_ascii_case(s.short()))
-    {
-        return Some(Some(*s));
+    if let Some(s) = JobState::from_name(name) {
+        return Some(Some(s));
     }
     OTHER
         .iter()

@@ -286,7 +286,8 @@ fn shell_pattern(pattern: &str, name: &str, user: &str) -> String {
         array_job_id: None,
         array_task_id: None,
         step_id: None,
-        node: "\u{1}N".into(),
+        // `%N`, like the ids, comes from the node's environment (below), never from here.
+        node: String::new(),
         node_id: 0,
         task_id: 0,
         user: user.into(),

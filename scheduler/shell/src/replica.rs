@@ -1191,7 +1191,7 @@ impl<S: LogStore> Replica<S> {
         Ok((r.state, plan.members.first().is_some_and(|m| m.node == id)))
     }
 
-    /// An agent's probe report (leader only): remembers where it answers probes, feeds its
+    /// An agent's probe report (on the leader): remembers where it answers probes, feeds its
     /// RTTs through each site pair's filter (proposing `SetSiteRtt` when a change is
     /// confirmed), and names one probe address per other site.
     fn agent_probe(
@@ -1205,11 +1205,7 @@ impl<S: LogStore> Replica<S> {
         let Some(id) = topology.node_by_name(node) else {
             return Reply::Rejected(format!("unknown node {node:?}"));
         };
-        if !self.is_leader() {
-            return Reply::NotLeader {
-                leader: self.leader_hint(),
-            };
-        }
+        // `request` answers NotLeader on followers before this is reached.
         let site = topology.node(id).site;
         if listen.is_empty() {
             self.probes.remove(&id);

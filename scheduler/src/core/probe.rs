@@ -65,15 +65,21 @@ impl RttFilter {
         Some(median)
     }
 
-    /// The median of the window (the lower middle for an even count).
+    /// The median of the window.
     pub fn median(&self) -> u64 {
-        let mut sorted: Vec<u64> = self.samples.iter().copied().collect();
-        sorted.sort_unstable();
-        sorted
-            .get((sorted.len().max(1) - 1) / 2)
-            .copied()
-            .unwrap_or(0)
+        let mut window: Vec<u64> = self.samples.iter().copied().collect();
+        median_ns(&mut window)
     }
+}
+
+/// The median of `samples` (the lower middle for an even count); 0 when there are none.
+/// Sorts them in place.
+pub fn median_ns(samples: &mut [u64]) -> u64 {
+    samples.sort_unstable();
+    samples
+        .get(samples.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
